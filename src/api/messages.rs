@@ -1,0 +1,236 @@
+//! Messages, conversations, group chats, read marks and typing.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, patch, post},
+    Json, Router,
+};
+use serde::Deserialize;
+
+use super::{
+    extract::{ApiJson, ApiQuery, PageQuery},
+    friends::existing_user,
+};
+use crate::{
+    auth::ApiUser,
+    domain::{cursor::Page, GroupName, MessageContent},
+    error::{AppError, AppResult},
+    state::AppState,
+    store::{
+        messages::{self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId},
+        users::{User, UserSummary},
+    },
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/messages/", get(direct_history).post(send))
+        .route("/messages", get(direct_history).post(send))
+        .route("/messages/seen", post(seen))
+        .route("/messages/{id}", patch(edit).delete(delete))
+        .route("/conversations", get(conversations))
+        .route("/typing", post(typing))
+        .route("/group_chats/", get(my_groups).post(create_group))
+        .route("/group_chats", get(my_groups).post(create_group))
+        .route("/group_chats/{id}", get(group_details).patch(rename_group))
+        .route("/group_chats/{id}/messages", get(group_history))
+        .route("/group_chats/{id}/members", post(add_member))
+        .route("/group_chats/{id}/members/{username}", axum::routing::delete(remove_member))
+        .route("/group_chats/{id}/leave", post(leave))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    friend_username: String,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+async fn direct_history(State(state): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<HistoryQuery>) -> AppResult<Json<Page<Message>>> {
+    let other = existing_user(&state, &q.friend_username).await?;
+    let (limit, cursor) = q.page.parse()?;
+    Ok(Json(messages::history(&state.db, me.user_id, Conversation::Direct(other.user_id), cursor.as_ref(), limit).await?))
+}
+
+async fn group_history(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>, ApiQuery(q): ApiQuery<PageQuery>) -> AppResult<Json<Page<Message>>> {
+    messages::require_member(&state.db, me.user_id, id).await?;
+    let (limit, cursor) = q.parse()?;
+    Ok(Json(messages::history(&state.db, me.user_id, Conversation::Group(id), cursor.as_ref(), limit).await?))
+}
+
+#[derive(Deserialize)]
+struct SendQuery {
+    addressee_username: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    content: String,
+    group_chat_id: Option<GroupId>,
+    /// Optional idempotency key: the same key from the same sender posts once.
+    client_key: Option<String>,
+}
+
+pub fn parse_content(raw: &str) -> AppResult<MessageContent> {
+    MessageContent::parse(raw).map_err(|m| AppError::unprocessable(&["body", "content"], m))
+}
+
+/// Which conversation a request names: `friend_username` / `addressee_username`, or `group_chat_id`.
+async fn conversation_of(state: &AppState, username: Option<&str>, group: Option<GroupId>) -> AppResult<Conversation> {
+    match (username.map(str::trim).filter(|u| !u.is_empty()), group) {
+        (Some(username), _) => Ok(Conversation::Direct(existing_user(state, username).await?.user_id)),
+        (None, Some(group)) => Ok(Conversation::Group(group)),
+        (None, None) => Err(AppError::bad_request("no addressee or groupchat specified")),
+    }
+}
+
+async fn send(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<SendQuery>,
+    ApiJson(body): ApiJson<SendBody>,
+) -> AppResult<(StatusCode, Json<Message>)> {
+    let to = conversation_of(&state, q.addressee_username.as_deref(), body.group_chat_id).await?;
+    let content = parse_content(&body.content)?;
+    let (message, created) = messages::send(&state.db, &me, to, &content, body.client_key.as_deref()).await?;
+    if created {
+        state.events.wake();
+    }
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(message)))
+}
+
+#[derive(Deserialize)]
+struct EditBody {
+    content: String,
+}
+
+async fn edit(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<MessageId>, ApiJson(body): ApiJson<EditBody>) -> AppResult<Json<Message>> {
+    let content = parse_content(&body.content)?;
+    let message = messages::edit(&state.db, &me, id, &content).await?;
+    state.events.wake();
+    Ok(Json(message))
+}
+
+async fn delete(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<MessageId>) -> AppResult<Json<()>> {
+    messages::delete(&state.db, &me, id).await?;
+    state.events.wake();
+    Ok(Json(()))
+}
+
+#[derive(Deserialize)]
+struct SeenBody {
+    message_id: MessageId,
+    friend_username: Option<String>,
+    group_chat_id: Option<GroupId>,
+}
+
+async fn seen(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJson(body): ApiJson<SeenBody>) -> AppResult<Json<serde_json::Value>> {
+    let conversation = conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
+    if let Conversation::Group(g) = conversation {
+        messages::require_member(&state.db, me.user_id, g).await?;
+    }
+    let changed = messages::mark_seen(&state.db, me.user_id, conversation, body.message_id).await?;
+    if changed {
+        state.events.wake();
+    }
+    Ok(Json(serde_json::json!({ "updated": changed })))
+}
+
+async fn conversations(State(state): State<AppState>, ApiUser(me): ApiUser) -> AppResult<Json<Vec<ConversationSummary>>> {
+    Ok(Json(messages::conversations(&state.db, me.user_id).await?))
+}
+
+#[derive(Deserialize)]
+struct TypingBody {
+    friend_username: Option<String>,
+    group_chat_id: Option<GroupId>,
+}
+
+async fn typing(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJson(body): ApiJson<TypingBody>) -> AppResult<StatusCode> {
+    let conversation = conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
+    messages::typing(&state.db, &me, conversation).await?;
+    state.events.wake();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct CreateGroupBody {
+    group_chat_name: String,
+    #[serde(default)]
+    usernames: Vec<String>,
+}
+
+pub fn parse_group_name(raw: &str) -> AppResult<GroupName> {
+    GroupName::parse(raw).map_err(|m| AppError::unprocessable(&["body", "group_chat_name"], m))
+}
+
+async fn create_group(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJson(body): ApiJson<CreateGroupBody>) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
+    let name = parse_group_name(&body.group_chat_name)?;
+    if body.usernames.len() > 100 {
+        return Err(AppError::unprocessable(&["body", "usernames"], "at most 100 members at once"));
+    }
+    let mut members: Vec<User> = Vec::with_capacity(body.usernames.len());
+    for username in &body.usernames {
+        members.push(existing_user(&state, username).await?);
+    }
+    let chat = messages::create_group(&state.db, &me, &name, &members).await?;
+    state.events.wake();
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "group_chat_id": chat.group_chat_id, "name": chat.name }))))
+}
+
+async fn my_groups(State(state): State<AppState>, ApiUser(me): ApiUser) -> AppResult<Json<Vec<GroupChat>>> {
+    Ok(Json(messages::my_groups(&state.db, me.user_id).await?))
+}
+
+#[derive(serde::Serialize)]
+struct GroupDetails {
+    #[serde(flatten)]
+    chat: GroupChat,
+    members: Vec<UserSummary>,
+}
+
+async fn group_details(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>) -> AppResult<Json<GroupDetails>> {
+    let chat = messages::require_member(&state.db, me.user_id, id).await?;
+    let members = messages::members(&state.db, id).await?;
+    Ok(Json(GroupDetails { chat, members }))
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    name: String,
+}
+
+async fn rename_group(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>, ApiJson(body): ApiJson<RenameBody>) -> AppResult<Json<GroupChat>> {
+    let name = parse_group_name(&body.name)?;
+    let chat = messages::rename(&state.db, &me, id, &name).await?;
+    state.events.wake();
+    Ok(Json(chat))
+}
+
+#[derive(Deserialize)]
+struct AddMemberBody {
+    username: String,
+}
+
+async fn add_member(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>, ApiJson(body): ApiJson<AddMemberBody>) -> AppResult<(StatusCode, Json<()>)> {
+    messages::require_member(&state.db, me.user_id, id).await?;
+    let member = existing_user(&state, &body.username).await?;
+    messages::add_member(&state.db, &me, id, &member).await?;
+    state.events.wake();
+    Ok((StatusCode::CREATED, Json(())))
+}
+
+async fn remove_member(State(state): State<AppState>, ApiUser(me): ApiUser, Path((id, username)): Path<(GroupId, String)>) -> AppResult<Json<()>> {
+    messages::require_member(&state.db, me.user_id, id).await?;
+    let member = existing_user(&state, &username).await?;
+    messages::remove_member(&state.db, &me, id, &member).await?;
+    state.events.wake();
+    Ok(Json(()))
+}
+
+async fn leave(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>) -> AppResult<Json<()>> {
+    messages::remove_member(&state.db, &me, id, &me.clone()).await?;
+    state.events.wake();
+    Ok(Json(()))
+}

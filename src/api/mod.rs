@@ -1,0 +1,22 @@
+//! The JSON API under `/api`, compatible with the original service.
+
+mod auth;
+mod events;
+pub mod extract;
+mod friends;
+mod messages;
+mod users;
+
+use axum::Router;
+
+use crate::{error::AppError, state::AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(friends::router())
+        .merge(messages::router())
+        .merge(events::router())
+        .fallback(|| async { AppError::not_found("Not Found") })
+}

@@ -1,0 +1,133 @@
+//! Bearer tokens: HS256 JWTs with the original's claims.
+//!
+//! Access tokens live 30 minutes. Socket tickets are shorter-lived JWTs with an extra
+//! `purpose` claim; they open the event stream and nothing else. During a secret
+//! rotation tokens signed with `JWT_SECRET_PREVIOUS` are still accepted.
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Secret;
+
+const ACCESS_TOKEN_MINUTES: i64 = 30;
+const TICKET_MINUTES: i64 = 5;
+const TICKET_PURPOSE: &str = "event-stream";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub user_id: i64,
+    pub username: String,
+    pub email: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: Vec<DecodingKey>,
+}
+
+/// Which kind of token a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    EventTicket,
+}
+
+impl JwtKeys {
+    pub fn new(current: &Secret, previous: Option<&Secret>) -> Self {
+        let mut decoding = vec![DecodingKey::from_secret(current.expose().as_bytes())];
+        if let Some(previous) = previous {
+            decoding.push(DecodingKey::from_secret(previous.expose().as_bytes()));
+        }
+        Self {
+            encoding: EncodingKey::from_secret(current.expose().as_bytes()),
+            decoding,
+        }
+    }
+
+    pub fn issue(&self, user_id: i64, username: &str, email: &str, kind: TokenKind) -> String {
+        let minutes = match kind {
+            TokenKind::Access => ACCESS_TOKEN_MINUTES,
+            TokenKind::EventTicket => TICKET_MINUTES,
+        };
+        let claims = Claims {
+            user_id,
+            username: username.to_string(),
+            email: email.to_string(),
+            exp: time::OffsetDateTime::now_utc().unix_timestamp() + minutes * 60,
+            purpose: (kind == TokenKind::EventTicket).then(|| TICKET_PURPOSE.to_string()),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    /// The claims of a valid, unexpired token of the wanted kind, or `None`.
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Option<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        let claims = self
+            .decoding
+            .iter()
+            .find_map(|key| decode::<Claims>(token, key, &validation).ok())?
+            .claims;
+        let is_ticket = claims.purpose.as_deref() == Some(TICKET_PURPOSE);
+        match kind {
+            TokenKind::Access if !is_ticket && claims.purpose.is_none() => Some(claims),
+            TokenKind::EventTicket if is_ticket => Some(claims),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> JwtKeys {
+        JwtKeys::new(&Secret::new(secret), None)
+    }
+
+    #[test]
+    fn a_token_carries_the_originals_claims() {
+        let k = keys("current-secret-0123456789");
+        let t = k.issue(7, "alice", "alice@example.com", TokenKind::Access);
+        let c = k.verify(&t, TokenKind::Access).unwrap();
+        assert_eq!((c.user_id, c.username.as_str(), c.email.as_str()), (7, "alice", "alice@example.com"));
+    }
+
+    #[test]
+    fn wrong_secret_tampered_and_expired_tokens_are_refused() {
+        let k = keys("current-secret-0123456789");
+        let t = keys("another-secret-0123456789").issue(1, "a", "a@b.cd", TokenKind::Access);
+        assert!(k.verify(&t, TokenKind::Access).is_none());
+        let good = k.issue(1, "a", "a@b.cd", TokenKind::Access);
+        let mut tampered = good.clone();
+        tampered.replace_range(good.len() - 3.., "AAA");
+        assert!(k.verify(&tampered, TokenKind::Access).is_none());
+        let expired = Claims { user_id: 1, username: "a".into(), email: "a@b.cd".into(), exp: 1_000, purpose: None };
+        let expired = encode(&Header::default(), &expired, &EncodingKey::from_secret(b"current-secret-0123456789")).unwrap();
+        assert!(k.verify(&expired, TokenKind::Access).is_none());
+    }
+
+    #[test]
+    fn the_previous_secret_is_accepted_during_rotation() {
+        let old = keys("previous-secret-0123456789");
+        let rotated = JwtKeys::new(&Secret::new("current-secret-0123456789"), Some(&Secret::new("previous-secret-0123456789")));
+        let t = old.issue(3, "bob", "bob@example.com", TokenKind::Access);
+        assert_eq!(rotated.verify(&t, TokenKind::Access).unwrap().user_id, 3);
+    }
+
+    #[test]
+    fn a_ticket_is_not_an_access_token_and_back() {
+        let k = keys("current-secret-0123456789");
+        let ticket = k.issue(1, "a", "a@b.cd", TokenKind::EventTicket);
+        assert!(k.verify(&ticket, TokenKind::Access).is_none());
+        assert!(k.verify(&ticket, TokenKind::EventTicket).is_some());
+        let access = k.issue(1, "a", "a@b.cd", TokenKind::Access);
+        assert!(k.verify(&access, TokenKind::EventTicket).is_none());
+    }
+}

@@ -1,0 +1,75 @@
+//! Who is asking: passwords, sessions, bearer tokens, CSRF and brute-force limits.
+//! Handlers never read credentials themselves; they take an extractor from here.
+
+pub mod csrf;
+pub mod extract;
+pub mod jwt;
+pub mod limits;
+pub mod password;
+pub mod session_store;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tower_sessions::Session;
+
+use crate::{error::AppError, store::users::User};
+
+pub use extract::{ApiUser, ClientIp, MaybePageUser, PageUser};
+
+const AUTH_KEY: &str = "auth";
+const CSRF_KEY: &str = "csrf";
+
+/// What a signed-in session remembers. The fingerprint of the password hash signs the
+/// session out when the password changes elsewhere (every other session of the user).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionAuth {
+    user_id: i32,
+    fingerprint: String,
+}
+
+fn fingerprint(password_hash: &str) -> String {
+    hex::encode(&Sha256::digest(password_hash.as_bytes())[..12])
+}
+
+fn session_error(e: tower_sessions::session::Error) -> AppError {
+    AppError::Internal(anyhow::anyhow!("session store: {e}"))
+}
+
+/// Signs `user` in on this browser: a new session id (no fixation) and a new CSRF token.
+pub async fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
+    session.cycle_id().await.map_err(session_error)?;
+    let auth = SessionAuth { user_id: user.user_id, fingerprint: fingerprint(&user.password_hash) };
+    session.insert(AUTH_KEY, auth).await.map_err(session_error)?;
+    session.insert(CSRF_KEY, crate::config::random_secret()).await.map_err(session_error)?;
+    Ok(())
+}
+
+/// Deletes the session server-side; the cookie becomes worthless.
+pub async fn end_session(session: &Session) -> Result<(), AppError> {
+    session.flush().await.map_err(session_error)
+}
+
+/// The user id a session claims, and whether its fingerprint still matches `check`.
+pub(crate) async fn session_user_id(session: &Session) -> Option<(i32, String)> {
+    let auth: SessionAuth = session.get(AUTH_KEY).await.ok().flatten()?;
+    Some((auth.user_id, auth.fingerprint))
+}
+
+pub(crate) fn fingerprint_matches(user: &User, stored: &str) -> bool {
+    fingerprint(&user.password_hash) == stored
+}
+
+/// The session's CSRF token, made on first use (anonymous visitors get one too, so the
+/// sign-in form is protected).
+pub async fn csrf_token(session: &Session) -> Result<String, AppError> {
+    if let Some(token) = session.get::<String>(CSRF_KEY).await.map_err(session_error)? {
+        return Ok(token);
+    }
+    let token = crate::config::random_secret();
+    session.insert(CSRF_KEY, token.clone()).await.map_err(session_error)?;
+    Ok(token)
+}
+
+pub(crate) async fn stored_csrf_token(session: &Session) -> Option<String> {
+    session.get::<String>(CSRF_KEY).await.ok().flatten()
+}

@@ -1,0 +1,155 @@
+//! Password hashing with argon2id, off the async runtime and bounded in concurrency.
+//!
+//! Each hash takes 64 MiB and a core for ~100 ms, so at most one per core runs at once
+//! and the rest wait their turn on a semaphore: a burst of sign-ins neither stalls the
+//! runtime nor exhausts memory.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use argon2::{
+    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString},
+    Algorithm, Argon2, Params, Version,
+};
+use tokio::sync::Semaphore;
+
+use crate::{config::Argon2Cost, domain::Password, telemetry::spawn_blocking_with_tracing};
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    cost: Argon2Cost,
+    permits: Arc<Semaphore>,
+    /// A real hash to verify against when the account does not exist, so an unknown
+    /// email costs the same time as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    Yes,
+    /// Correct, but the hash is weaker than our parameters: store this new one.
+    YesRehashed(String),
+}
+
+impl PasswordHasher {
+    pub fn new(cost: Argon2Cost) -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let dummy_hash = hash_blocking(cost, "not a real password, only for timing")?;
+        Ok(Self {
+            cost,
+            permits: Arc::new(Semaphore::new(cores)),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
+        let _permit = self.permits.acquire().await.context("hasher closed")?;
+        let cost = self.cost;
+        let password = password.expose().to_string();
+        spawn_blocking_with_tracing(move || hash_blocking(cost, &password))
+            .await
+            .context("hashing task panicked")?
+    }
+
+    /// Verifies `password` against `stored`, or against a dummy hash when there is no
+    /// account, so both paths take the same time.
+    #[tracing::instrument(skip_all)]
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> anyhow::Result<Verified> {
+        let _permit = self.permits.acquire().await.context("hasher closed")?;
+        let cost = self.cost;
+        let password = password.to_string();
+        let exists = stored.is_some();
+        let stored = stored.map(str::to_string).unwrap_or_else(|| self.dummy_hash.to_string());
+        spawn_blocking_with_tracing(move || {
+            let Ok(parsed) = PasswordHash::new(&stored) else {
+                return Ok(Verified::No);
+            };
+            let ok = Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            if !ok || !exists {
+                return Ok(Verified::No);
+            }
+            if is_weaker(&parsed, cost) {
+                Ok(Verified::YesRehashed(hash_blocking(cost, &password)?))
+            } else {
+                Ok(Verified::Yes)
+            }
+        })
+        .await
+        .context("verifying task panicked")?
+    }
+}
+
+fn argon2(cost: Argon2Cost) -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, Some(32))
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_blocking(cost: Argon2Cost, password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(argon2(cost)?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+        .to_string())
+}
+
+/// A hash is weaker when any of its parameters is below ours, or it is not argon2id.
+fn is_weaker(hash: &PasswordHash<'_>, cost: Argon2Cost) -> bool {
+    let Ok(params) = Params::try_from(hash) else {
+        return true;
+    };
+    hash.algorithm.as_str() != "argon2id"
+        || params.m_cost() < cost.memory_kib
+        || params.t_cost() < cost.iterations
+        || params.p_cost() < cost.parallelism
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VECTORS: &str = include_str!("../../tests/fixtures/argon2-vectors.txt");
+
+    fn vectors() -> impl Iterator<Item = (&'static str, &'static str)> {
+        VECTORS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.split_once('\t').expect("password<TAB>hash"))
+    }
+
+    #[tokio::test]
+    async fn the_originals_hashes_verify_and_weak_ones_are_upgraded() {
+        let hasher = PasswordHasher::new(Argon2Cost::default()).unwrap();
+        for (password, hash) in vectors() {
+            let weak = hash.contains("m=19456");
+            match hasher.verify(password, Some(hash)).await.unwrap() {
+                Verified::Yes => assert!(!weak, "{hash} should be upgraded"),
+                Verified::YesRehashed(new) => {
+                    assert!(weak, "{hash} is already strong");
+                    assert!(new.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"), "{new}");
+                    assert_eq!(hasher.verify(password, Some(&new)).await.unwrap(), Verified::Yes);
+                }
+                Verified::No => panic!("{password} does not verify against {hash}"),
+            }
+            assert_eq!(hasher.verify("Wrong1password", Some(hash)).await.unwrap(), Verified::No);
+        }
+    }
+
+    #[tokio::test]
+    async fn our_hashes_use_the_originals_parameters() {
+        let hasher = PasswordHasher::new(Argon2Cost::default()).unwrap();
+        let hash = hasher.hash(&Password::parse("Password231").unwrap()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"), "{hash}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_never_verifies() {
+        let hasher = PasswordHasher::new(Argon2Cost { memory_kib: 1024, iterations: 1, parallelism: 1 }).unwrap();
+        assert_eq!(hasher.verify("not a real password, only for timing", None).await.unwrap(), Verified::No);
+    }
+}

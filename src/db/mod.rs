@@ -1,0 +1,208 @@
+//! The database: SQLite or MySQL, chosen at run time from the URL.
+//!
+//! Both backends keep their native pools and types (`sqlx::Any` cannot decode MySQL's
+//! `DATETIME` or `TINYINT`). Store code writes a query body once inside [`db_run!`],
+//! which compiles it for each backend; only dialect differences get per-backend arms.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+    ConnectOptions,
+};
+
+static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    MySql(MySqlPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same body against whichever pool `db` holds: `db_run!(db, |pool| async-expr)`.
+/// The body is compiled once per backend, so it may use backend-generic sqlx calls.
+#[macro_export]
+macro_rules! db_run {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::MySql($pool) => $body,
+            $crate::db::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// The id of the row an `INSERT` just made, in either dialect.
+pub trait InsertedId {
+    fn inserted_id(&self) -> i64;
+}
+
+impl InsertedId for sqlx::mysql::MySqlQueryResult {
+    fn inserted_id(&self) -> i64 {
+        self.last_insert_id() as i64
+    }
+}
+
+impl InsertedId for sqlx::sqlite::SqliteQueryResult {
+    fn inserted_id(&self) -> i64 {
+        self.last_insert_rowid()
+    }
+}
+
+/// Why the database could not be reached, in one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("DATABASE_URL: {0}")]
+    BadUrl(String),
+    #[error("cannot reach the database: {0}")]
+    Unreachable(String),
+    #[error("migrations failed: {0}")]
+    Migrate(String),
+}
+
+impl Db {
+    /// Opens a pool and checks that the server answers within a few seconds.
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Self, ConnectError> {
+        if url.starts_with("mysql:") {
+            let options = MySqlConnectOptions::from_str(url)
+                .map_err(|e| ConnectError::BadUrl(e.to_string()))?
+                .charset("utf8mb4")
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+            let pool = MySqlPoolOptions::new()
+                .max_connections(pool_size)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+            Ok(Db::MySql(pool))
+        } else {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| ConnectError::BadUrl(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(pool_size)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+            Ok(Db::Sqlite(pool))
+        }
+    }
+
+    /// Applies pending migrations. The first migration creates the original schema with
+    /// `IF NOT EXISTS`, so a database the original service made (with its
+    /// `alembic_version` table and rows) is adopted: the baseline is recorded as applied
+    /// without touching its tables, and only the additive migrations change anything.
+    pub async fn migrate(&self) -> Result<(), ConnectError> {
+        let result = match self {
+            Db::MySql(pool) => MYSQL_MIGRATIONS.run(pool).await,
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+        };
+        result.map_err(|e| ConnectError::Migrate(e.to_string()))
+    }
+
+    /// A round trip to the server, for `/health`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        db_run!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Db::MySql(_) => "mysql",
+            Db::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn close(&self) {
+        db_run!(self, |pool| pool.close().await)
+    }
+}
+
+/// Whether an error is a unique-key violation (a lost race for a row that exists once).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// The current time as the database stores it: UTC, microsecond precision.
+pub fn now() -> time::PrimitiveDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    let micros = now.microsecond();
+    let now = now.replace_microsecond(micros).expect("microsecond in range");
+    time::PrimitiveDateTime::new(now.date(), now.time())
+}
+
+/// Runs `body` in a write transaction of whichever backend `db` holds, binding the open
+/// transaction to `tx`: `db_tx!(db, |tx| { …; Ok(value) })`. An early return (`?`) rolls
+/// back. SQLite's transaction takes the write lock at once (`BEGIN IMMEDIATE`), so two
+/// read-then-write transactions queue on the busy timeout instead of failing.
+#[macro_export]
+macro_rules! db_tx {
+    ($db:expr, |$tx:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::MySql(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                let value = $body;
+                $tx.commit().await?;
+                value
+            }
+            $crate::db::Db::Sqlite(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let value = $body;
+                $tx.commit().await?;
+                value
+            }
+        }
+    };
+}
+
+/// ISO 8601 with microseconds, as the API writes times (UTC, no offset, as the original).
+pub fn format_time(t: time::PrimitiveDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+/// Serde helpers for `PrimitiveDateTime` fields in API responses.
+pub mod serde_time {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
+    );
+
+    pub fn serialize<S: Serializer>(t: &time::PrimitiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<time::PrimitiveDateTime, D::Error> {
+        let raw = String::deserialize(d)?;
+        time::PrimitiveDateTime::parse(&raw, FORMAT).map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<time::PrimitiveDateTime>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(raw) => time::PrimitiveDateTime::parse(&raw, super::FORMAT).map(Some).map_err(serde::de::Error::custom),
+            }
+        }
+
+        pub fn serialize<S: Serializer>(t: &Option<time::PrimitiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&super::super::format_time(*t)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! One error type for the whole application.
+//!
+//! Handlers return `Result<_, AppError>`. The error renders as the API's JSON
+//! (`{"detail": …}`), and the pages' router turns the same error into an HTML page or an
+//! HTMX fragment (see `web::render_errors`). Causes of 5xx are logged, never shown.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400 with the original's `detail` text.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 `Could not validate credentials`, with `WWW-Authenticate: Bearer`.
+    #[error("Could not validate credentials")]
+    Unauthorized,
+    /// 401 for a failed sign-in on the pages (no bearer challenge).
+    #[error("{0}")]
+    SignInRequired(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422 for input that never reaches the logic (FastAPI's validation errors).
+    #[error("{msg}")]
+    Unprocessable { loc: Vec<String>, msg: String },
+    #[error("too many requests, try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// What a rendered error said, attached to the response so that the pages' layer can
+/// render the same error as HTML.
+#[derive(Debug, Clone)]
+pub struct RenderedError {
+    pub message: String,
+}
+
+impl AppError {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest(detail.into())
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound(detail.into())
+    }
+    pub fn unprocessable(loc: &[&str], msg: impl Into<String>) -> Self {
+        Self::Unprocessable {
+            loc: loc.iter().map(|s| s.to_string()).collect(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized | AppError::SignInRequired(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => AppError::Unavailable("database unavailable".into()),
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.to_string();
+        let body = match &self {
+            AppError::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed");
+                json!({ "detail": "Internal Server Error" })
+            }
+            AppError::Unprocessable { loc, msg } => {
+                json!({ "detail": [{ "loc": loc, "msg": msg, "type": "value_error" }] })
+            }
+            other => json!({ "detail": other.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            AppError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::TooManyRequests { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        let message = if status.is_server_error() {
+            "Something went wrong on our side. Please try again.".to_string()
+        } else {
+            message
+        };
+        response.extensions_mut().insert(RenderedError { message });
+        response
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,20 @@
+//! messenger: a self-hosted chat server.
+//!
+//! Layout: `config` and `telemetry` set up the process; `startup` assembles the app;
+//! `web` (pages) and `api` (JSON) are thin layers over `store` (the only SQL) and
+//! `domain` (parsed input); `auth` says who is asking; `events` carries live updates.
+
+pub mod accounts;
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,97 @@
+//! The `messenger` command: `serve` (the default), `migrate`, `healthcheck`.
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use messenger::{config::Config, db::Db, startup::{shutdown_signal, Application}, telemetry};
+
+#[derive(Parser)]
+#[command(version, about = "A self-hosted chat server. Configuration comes from the environment (see README).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Request /health on BIND_ADDR; exit 0 when healthy, 1 otherwise (Docker and ECS use it).
+    Healthcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::Healthcheck => healthcheck(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    telemetry::init(config.log_format);
+    let app = Application::build(config.clone()).await?;
+    tracing::info!(
+        address = %config.bind_addr,
+        port = app.port(),
+        database = app.state().db.backend_name(),
+        "messenger listening"
+    );
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    telemetry::init(config.log_format);
+    let db = Db::connect(config.database_url.expose(), 1).await?;
+    db.migrate().await?;
+    tracing::info!(database = db.backend_name(), "migrations applied");
+    Ok(())
+}
+
+/// A tiny HTTP/1.0 client, so the container image needs no curl or wget.
+async fn healthcheck(config: Config) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = config.bind_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = tokio::time::timeout(Duration::from_secs(5), check)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {addr} within 5 s"))??;
+    let status_line = response.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        println!("healthy: {addr}");
+        Ok(())
+    } else {
+        anyhow::bail!("unhealthy: {addr} answered {status_line:?}")
+    }
+}

@@ -1,0 +1,461 @@
+//! Friendships: one `friendship` row per pair, an append-only `friendship_status`
+//! history, the latest status wins. Every change locks the pair's two user rows first
+//! (MySQL) or takes SQLite's write lock, so crossing requests and double clicks queue up
+//! and the loser sees the winner's state: a 4xx, never a second row or a 500.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{FromRow, QueryBuilder};
+use time::PrimitiveDateTime;
+
+use super::{events::{NewEvent, Outbox}, users::{User, UserId, UserSummary}};
+use crate::{
+    db::Db,
+    db_run, db_tx,
+    domain::{cursor::{Cursor, Page}, FriendshipStatus},
+    error::AppError,
+};
+
+/// The latest status of a pair, whichever way round the row is.
+#[derive(Debug, Clone, FromRow)]
+struct LatestRow {
+    requester_id: UserId,
+    addressee_id: UserId,
+    status_code_id: String,
+    specifier_id: UserId,
+    specified_date_time: PrimitiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    pub requester_id: UserId,
+    pub addressee_id: UserId,
+    pub status: FriendshipStatus,
+    pub specifier_id: UserId,
+    pub at: PrimitiveDateTime,
+}
+
+/// How another user stands with me, as the pages show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relationship {
+    None,
+    /// I asked them; waiting.
+    RequestSent,
+    /// They asked me; I may accept.
+    RequestReceived,
+    Friends,
+    /// I declined them, or they declined me: no new request until someone deletes it.
+    Declined,
+    /// I blocked them.
+    BlockedByMe,
+    /// They blocked me (never shown to me as such).
+    BlockedMe,
+}
+
+impl Latest {
+    fn from_row(r: LatestRow) -> Option<Self> {
+        Some(Latest {
+            requester_id: r.requester_id,
+            addressee_id: r.addressee_id,
+            status: FriendshipStatus::from_code(&r.status_code_id)?,
+            specifier_id: r.specifier_id,
+            at: r.specified_date_time,
+        })
+    }
+
+    pub fn relationship_for(&self, me: UserId) -> Relationship {
+        match self.status {
+            FriendshipStatus::Requested if self.requester_id == me => Relationship::RequestSent,
+            FriendshipStatus::Requested => Relationship::RequestReceived,
+            FriendshipStatus::Accepted => Relationship::Friends,
+            FriendshipStatus::Declined => Relationship::Declined,
+            FriendshipStatus::Blocked if self.specifier_id == me => Relationship::BlockedByMe,
+            FriendshipStatus::Blocked => Relationship::BlockedMe,
+        }
+    }
+}
+
+const LATEST_FOR_PAIR: &str = "SELECT s.requester_id, s.addressee_id, s.status_code_id, s.specifier_id, s.specified_date_time \
+     FROM friendship_status s \
+     WHERE (s.requester_id = ? AND s.addressee_id = ?) OR (s.requester_id = ? AND s.addressee_id = ?) \
+     ORDER BY s.specified_date_time DESC LIMIT 1";
+
+/// `SELECT … FOR UPDATE` on MySQL; SQLite's `BEGIN IMMEDIATE` already serializes writers.
+const LOCK_PAIR_MYSQL: &str = "SELECT user_id FROM user WHERE user_id IN (?, ?) ORDER BY user_id FOR UPDATE";
+
+/// The latest status between `a` and `b`, read inside a transaction of either backend.
+macro_rules! latest_in_tx {
+    ($tx:expr, $a:expr, $b:expr) => {
+        sqlx::query_as::<_, LatestRow>(LATEST_FOR_PAIR)
+            .bind($a)
+            .bind($b)
+            .bind($b)
+            .bind($a)
+            .fetch_optional(&mut *$tx)
+            .await?
+            .and_then(Latest::from_row)
+    };
+}
+
+/// Locks the pair on MySQL (a no-op on SQLite, whose transaction is already exclusive).
+macro_rules! lock_pair {
+    ($db:expr, $tx:expr, $a:expr, $b:expr) => {
+        if matches!($db, Db::MySql(_)) {
+            sqlx::query(LOCK_PAIR_MYSQL).bind($a).bind($b).fetch_all(&mut *$tx).await?;
+        }
+    };
+}
+
+/// Appends a status to the pair's history. Two statuses in the same microsecond (or a
+/// clock step backwards) still get distinct, ordered times.
+macro_rules! append_status {
+    ($tx:expr, $requester:expr, $addressee:expr, $status:expr, $specifier:expr, $previous:expr) => {{
+        let mut at = crate::db::now();
+        if let Some(prev) = $previous {
+            if at <= prev {
+                at = prev + time::Duration::microseconds(1);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO friendship_status (requester_id, addressee_id, specified_date_time, status_code_id, specifier_id) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind($requester)
+        .bind($addressee)
+        .bind(at)
+        .bind($status.code())
+        .bind($specifier)
+        .execute(&mut *$tx)
+        .await?;
+        at
+    }};
+}
+
+/// The latest status between two users, if they have a friendship.
+pub async fn latest(db: &Db, a: UserId, b: UserId) -> Result<Option<Latest>, sqlx::Error> {
+    let row = db_run!(db, |pool| {
+        sqlx::query_as::<_, LatestRow>(LATEST_FOR_PAIR).bind(a).bind(b).bind(b).bind(a).fetch_optional(pool).await
+    })?;
+    Ok(row.and_then(Latest::from_row))
+}
+
+pub async fn relationship(db: &Db, me: UserId, other: UserId) -> Result<Relationship, sqlx::Error> {
+    Ok(latest(db, me, other).await?.map_or(Relationship::None, |l| l.relationship_for(me)))
+}
+
+/// How each of `others` stands with me, in one query.
+pub async fn relationships(db: &Db, me: UserId, others: &[UserId]) -> Result<HashMap<UserId, Relationship>, sqlx::Error> {
+    if others.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<LatestRow> = db_run!(db, |pool| {
+        let mut q = QueryBuilder::new(
+            "SELECT s.requester_id, s.addressee_id, s.status_code_id, s.specifier_id, s.specified_date_time \
+             FROM friendship_status s WHERE (s.requester_id = ",
+        );
+        q.push_bind(me).push(" OR s.addressee_id = ").push_bind(me).push(") AND (s.requester_id IN (");
+        let mut ids = q.separated(", ");
+        for id in others {
+            ids.push_bind(*id);
+        }
+        q.push(") OR s.addressee_id IN (");
+        let mut ids = q.separated(", ");
+        for id in others {
+            ids.push_bind(*id);
+        }
+        q.push(")) ORDER BY s.specified_date_time");
+        q.build_query_as::<LatestRow>().fetch_all(pool).await
+    })?;
+    let mut map = HashMap::new();
+    for latest in rows.into_iter().filter_map(Latest::from_row) {
+        let other = if latest.requester_id == me { latest.addressee_id } else { latest.requester_id };
+        // Rows come oldest first, so the last one written per pair wins.
+        map.insert(other, latest.relationship_for(me));
+    }
+    Ok(map)
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedRequest {
+    pub requester_id: UserId,
+    pub addressee_id: UserId,
+    pub created_date_time: String,
+}
+
+fn friendship_event(to: UserId, from: &User, status: &str) -> NewEvent {
+    NewEvent::new(to, "friendship", &json!({ "user_id": from.user_id, "username": from.username, "status": status }))
+}
+
+/// `me` asks `target` to be friends.
+#[tracing::instrument(skip_all, fields(me = me.user_id, target = target.user_id))]
+pub async fn request(db: &Db, me: &User, target: &User) -> Result<CreatedRequest, AppError> {
+    if me.user_id == target.user_id {
+        return Err(AppError::bad_request("cannot send friendship request to yourself"));
+    }
+    let (a, b) = (me.user_id, target.user_id);
+    db_tx!(db, |tx| {
+        lock_pair!(db, tx, a, b);
+        match latest_in_tx!(tx, a, b) {
+            Some(l) if l.status == FriendshipStatus::Requested => {
+                return Err(AppError::bad_request("a friendship request was already sent"))
+            }
+            Some(_) => return Err(AppError::bad_request("you cannot send a friendship request")),
+            None => {}
+        }
+        // A friendship row without statuses (never written by either service) is reused.
+        sqlx::query("DELETE FROM friendship WHERE (requester_id = ? AND addressee_id = ?) OR (requester_id = ? AND addressee_id = ?)")
+            .bind(a).bind(b).bind(b).bind(a)
+            .execute(&mut *tx)
+            .await?;
+        let now = crate::db::now();
+        sqlx::query("INSERT INTO friendship (requester_id, addressee_id, created_date_time) VALUES (?, ?, ?)")
+            .bind(a)
+            .bind(b)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        append_status!(tx, a, b, FriendshipStatus::Requested, a, None::<PrimitiveDateTime>);
+        let event = NewEvent::new(b, "friend_request", &json!({ "user_id": a, "username": me.username }));
+        tx.write_events(&[event]).await?;
+        Ok(CreatedRequest { requester_id: a, addressee_id: b, created_date_time: format_time(now) })
+    })
+}
+
+/// `me` answers `requester`'s pending request with accept or decline.
+#[tracing::instrument(skip_all, fields(me = me.user_id, requester = requester.user_id))]
+pub async fn answer(db: &Db, me: &User, requester: &User, accept: bool) -> Result<(), AppError> {
+    let (a, b) = (me.user_id, requester.user_id);
+    let status = if accept { FriendshipStatus::Accepted } else { FriendshipStatus::Declined };
+    db_tx!(db, |tx| {
+        lock_pair!(db, tx, a, b);
+        let latest = latest_in_tx!(tx, a, b);
+        let Some(l) = latest.filter(|l| l.requester_id == b && l.addressee_id == a) else {
+            return Err(AppError::not_found("friendship was not found"));
+        };
+        match l.status {
+            FriendshipStatus::Blocked => return Err(AppError::bad_request("friendship is blocked")),
+            FriendshipStatus::Requested => {}
+            _ => return Err(AppError::bad_request("friend request already addressed")),
+        }
+        append_status!(tx, b, a, status, a, Some(l.at));
+        let word = if accept { "accepted" } else { "declined" };
+        tx.write_events(&[friendship_event(b, me, word)]).await?;
+        Ok(())
+    })
+}
+
+/// `me` blocks `target`, with or without an existing friendship.
+#[tracing::instrument(skip_all, fields(me = me.user_id, target = target.user_id))]
+pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
+    if me.user_id == target.user_id {
+        return Err(AppError::bad_request("you cannot block yourself"));
+    }
+    let (a, b) = (me.user_id, target.user_id);
+    db_tx!(db, |tx| {
+        lock_pair!(db, tx, a, b);
+        let latest = latest_in_tx!(tx, a, b);
+        let was_friend_or_pending = matches!(&latest, Some(l) if matches!(l.status, FriendshipStatus::Accepted | FriendshipStatus::Requested));
+        match latest {
+            Some(l) if l.status == FriendshipStatus::Blocked => {
+                return Err(AppError::bad_request("friendship is blocked"))
+            }
+            Some(l) => {
+                append_status!(tx, l.requester_id, l.addressee_id, FriendshipStatus::Blocked, a, Some(l.at));
+            }
+            None => {
+                sqlx::query("DELETE FROM friendship WHERE (requester_id = ? AND addressee_id = ?) OR (requester_id = ? AND addressee_id = ?)")
+                    .bind(a).bind(b).bind(b).bind(a)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO friendship (requester_id, addressee_id, created_date_time) VALUES (?, ?, ?)")
+                    .bind(a)
+                    .bind(b)
+                    .bind(crate::db::now())
+                    .execute(&mut *tx)
+                    .await?;
+                append_status!(tx, a, b, FriendshipStatus::Blocked, a, None::<PrimitiveDateTime>);
+            }
+        }
+        // The blocked user is not told of the block; they see a friend or a request vanish.
+        if was_friend_or_pending {
+            tx.write_events(&[friendship_event(b, me, "removed")]).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Deletes the friendship and its history: cancels a request, unfriends, or (for the
+/// user who blocked) unblocks. A user blocked by the other cannot lift the block this way.
+#[tracing::instrument(skip_all, fields(me = me.user_id, other = other.user_id))]
+pub async fn delete(db: &Db, me: &User, other: &User, only_if_blocked_by_me: bool) -> Result<(), AppError> {
+    let (a, b) = (me.user_id, other.user_id);
+    db_tx!(db, |tx| {
+        lock_pair!(db, tx, a, b);
+        let latest = latest_in_tx!(tx, a, b);
+        let Some(l) = latest else {
+            return Err(AppError::not_found("friendship was not found"));
+        };
+        let relationship = l.relationship_for(a);
+        if relationship == Relationship::BlockedMe {
+            return Err(AppError::not_found("friendship was not found"));
+        }
+        if only_if_blocked_by_me && relationship != Relationship::BlockedByMe {
+            return Err(AppError::bad_request("user is not blocked"));
+        }
+        sqlx::query("DELETE FROM friendship WHERE (requester_id = ? AND addressee_id = ?) OR (requester_id = ? AND addressee_id = ?)")
+            .bind(a).bind(b).bind(b).bind(a)
+            .execute(&mut *tx)
+            .await?;
+        if relationship != Relationship::BlockedByMe {
+            tx.write_events(&[friendship_event(b, me, "removed")]).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Which list of users a page or API route shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// Latest status accepted, either direction.
+    Friends,
+    /// Pending requests to me.
+    RequestsReceived,
+    /// My pending requests.
+    RequestsSent,
+    /// Users I blocked.
+    Blocked,
+}
+
+const LATEST_CODE: &str = "(SELECT s.status_code_id FROM friendship_status s WHERE s.requester_id = f.requester_id AND s.addressee_id = f.addressee_id ORDER BY s.specified_date_time DESC LIMIT 1)";
+const LATEST_SPECIFIER: &str = "(SELECT s.specifier_id FROM friendship_status s WHERE s.requester_id = f.requester_id AND s.addressee_id = f.addressee_id ORDER BY s.specified_date_time DESC LIMIT 1)";
+
+/// One page of a list, ordered by username, keyed on it: one indexed query per page.
+#[tracing::instrument(skip(db))]
+pub async fn list(db: &Db, me: UserId, kind: ListKind, cursor: Option<&Cursor>, limit: u32) -> Result<Page<UserSummary>, sqlx::Error> {
+    let limit = limit.clamp(1, 100) as usize;
+    let (sent, received) = match kind {
+        ListKind::Friends | ListKind::Blocked => (true, true),
+        ListKind::RequestsReceived => (false, true),
+        ListKind::RequestsSent => (true, false),
+    };
+    let code = match kind {
+        ListKind::Friends => "A",
+        ListKind::RequestsReceived | ListKind::RequestsSent => "R",
+        ListKind::Blocked => "B",
+    };
+    let rows: Vec<UserSummary> = db_run!(db, |pool| {
+        let mut q = QueryBuilder::new("SELECT u.user_id, u.username FROM (");
+        if sent {
+            q.push("SELECT f.addressee_id AS other_id FROM friendship f WHERE f.requester_id = ")
+                .push_bind(me)
+                .push(format!(" AND {LATEST_CODE} = "))
+                .push_bind(code);
+            if kind == ListKind::Blocked {
+                q.push(format!(" AND {LATEST_SPECIFIER} = ")).push_bind(me);
+            }
+        }
+        if sent && received {
+            q.push(" UNION ALL ");
+        }
+        if received {
+            q.push("SELECT f.requester_id AS other_id FROM friendship f WHERE f.addressee_id = ")
+                .push_bind(me)
+                .push(format!(" AND {LATEST_CODE} = "))
+                .push_bind(code);
+            if kind == ListKind::Blocked {
+                q.push(format!(" AND {LATEST_SPECIFIER} = ")).push_bind(me);
+            }
+        }
+        q.push(") pair JOIN user u ON u.user_id = pair.other_id");
+        match cursor {
+            Some(Cursor::Next(key)) => {
+                q.push(" WHERE u.username > ").push_bind(key.as_str()).push(" ORDER BY u.username ASC");
+            }
+            Some(Cursor::Prev(key)) => {
+                q.push(" WHERE u.username < ").push_bind(key.as_str()).push(" ORDER BY u.username DESC");
+            }
+            None => {
+                q.push(" ORDER BY u.username ASC");
+            }
+        }
+        q.push(" LIMIT ").push_bind((limit + 1) as i64);
+        q.build_query_as::<UserSummary>().fetch_all(pool).await
+    })?;
+    let mut rows = rows;
+    if matches!(cursor, Some(Cursor::Prev(_))) {
+        rows.reverse();
+    }
+    Ok(Page::from_rows(rows, limit, cursor, |u| u.username.clone()))
+}
+
+/// How many users each list holds (the counts on the friends page): one query.
+pub async fn counts(db: &Db, me: UserId) -> Result<HashMap<&'static str, i64>, sqlx::Error> {
+    let sql = format!(
+        "SELECT \
+           SUM(CASE WHEN code = 'A' THEN 1 ELSE 0 END), \
+           SUM(CASE WHEN code = 'R' AND f_addressee = ? THEN 1 ELSE 0 END), \
+           SUM(CASE WHEN code = 'R' AND f_requester = ? THEN 1 ELSE 0 END), \
+           SUM(CASE WHEN code = 'B' AND specifier = ? THEN 1 ELSE 0 END) \
+         FROM (SELECT f.requester_id AS f_requester, f.addressee_id AS f_addressee, {LATEST_CODE} AS code, {LATEST_SPECIFIER} AS specifier \
+               FROM friendship f WHERE f.requester_id = ? \
+               UNION ALL \
+               SELECT f.requester_id, f.addressee_id, {LATEST_CODE}, {LATEST_SPECIFIER} \
+               FROM friendship f WHERE f.addressee_id = ?) pair"
+    );
+    let row: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = match db {
+        Db::MySql(pool) => {
+            // MySQL's SUM is DECIMAL; cast for a portable i64.
+            let sql = sql.replace("SUM(", "CAST(SUM(").replace(" END)", " END) AS SIGNED)");
+            sqlx::query_as(&sql).bind(me).bind(me).bind(me).bind(me).bind(me).fetch_one(pool).await?
+        }
+        Db::Sqlite(pool) => sqlx::query_as(&sql).bind(me).bind(me).bind(me).bind(me).bind(me).fetch_one(pool).await?,
+    };
+    Ok(HashMap::from([
+        ("friends", row.0.unwrap_or(0)),
+        ("received", row.1.unwrap_or(0)),
+        ("sent", row.2.unwrap_or(0)),
+        ("blocked", row.3.unwrap_or(0)),
+    ]))
+}
+
+/// Ids of everyone whose latest status with `me` is accepted (presence goes to them).
+pub async fn accepted_friend_ids(db: &Db, me: UserId) -> Result<Vec<UserId>, sqlx::Error> {
+    let sql = format!(
+        "SELECT f.addressee_id FROM friendship f WHERE f.requester_id = ? AND {LATEST_CODE} = 'A' \
+         UNION ALL SELECT f.requester_id FROM friendship f WHERE f.addressee_id = ? AND {LATEST_CODE} = 'A'"
+    );
+    db_run!(db, |pool| sqlx::query_scalar(&sql).bind(me).bind(me).fetch_all(pool).await)
+}
+
+/// Users whose name starts with `prefix`, leaving out me and anyone who blocked me.
+#[tracing::instrument(skip(db))]
+pub async fn search(db: &Db, me: UserId, prefix: &str, limit: u32) -> Result<Vec<UserSummary>, sqlx::Error> {
+    let escaped: String = prefix.chars().flat_map(|c| match c {
+        '%' | '_' | '!' => vec!['!', c],
+        c => vec![c],
+    }).collect();
+    let pattern = format!("{escaped}%");
+    let sql = format!(
+        "SELECT u.user_id, u.username FROM user u \
+         WHERE u.username LIKE ? ESCAPE '!' AND u.user_id <> ? \
+         AND NOT EXISTS (SELECT 1 FROM friendship f WHERE \
+             ((f.requester_id = u.user_id AND f.addressee_id = ?) OR (f.requester_id = ? AND f.addressee_id = u.user_id)) \
+             AND {LATEST_CODE} = 'B' AND {LATEST_SPECIFIER} = u.user_id) \
+         ORDER BY u.username LIMIT ?"
+    );
+    db_run!(db, |pool| {
+        sqlx::query_as::<_, UserSummary>(&sql)
+            .bind(&pattern)
+            .bind(me)
+            .bind(me)
+            .bind(me)
+            .bind(limit.clamp(1, 50) as i64)
+            .fetch_all(pool)
+            .await
+    })
+}
+
+pub use crate::db::format_time;

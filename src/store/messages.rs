@@ -1,0 +1,568 @@
+//! Messages and group chats. Sending is one short transaction: the message row and one
+//! event per recipient. History is paged on the message id (unique and ordered), newest
+//! first, with the original's cursor format.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{FromRow, QueryBuilder};
+use time::PrimitiveDateTime;
+
+use super::{
+    events::{NewEvent, Outbox},
+    users::{User, UserId, UserSummary},
+};
+use crate::{
+    db::{self, Db, InsertedId},
+    db_run, db_tx,
+    domain::{cursor::{Cursor, Page}, FriendshipStatus, GroupName, MessageContent},
+    error::{AppError, AppResult},
+};
+
+pub type MessageId = i32;
+pub type GroupId = i32;
+
+/// A message as the API answers it (the original's fields, plus the sender's name).
+#[derive(Debug, Clone, FromRow, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub message_id: MessageId,
+    pub sender_id: Option<UserId>,
+    pub sender_username: Option<String>,
+    pub reciever_id: Option<UserId>,
+    pub content: String,
+    pub group_chat_id: Option<GroupId>,
+    #[serde(with = "db::serde_time")]
+    pub created_date_time: PrimitiveDateTime,
+    #[serde(with = "db::serde_time::option")]
+    pub last_edited_date_time: Option<PrimitiveDateTime>,
+    pub seen: Option<bool>,
+}
+
+const MESSAGE_COLUMNS: &str = "m.message_id, m.sender_id, su.username AS sender_username, m.reciever_id, m.content, \
+     m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen";
+
+/// Which conversation: a direct one with a user, or a group chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversation {
+    Direct(UserId),
+    Group(GroupId),
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct GroupChat {
+    pub group_chat_id: GroupId,
+    pub name: String,
+    pub creator_id: Option<UserId>,
+}
+
+const NOT_A_MEMBER: &str = "group chat not found";
+
+macro_rules! fetch_message {
+    ($exec:expr, $id:expr) => {
+        sqlx::query_as::<_, Message>(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id WHERE m.message_id = ?"
+        ))
+        .bind($id)
+        .fetch_optional($exec)
+        .await?
+    };
+}
+
+macro_rules! group_member_ids {
+    ($exec:expr, $group:expr) => {
+        sqlx::query_scalar::<_, UserId>("SELECT member_id FROM group_chat_member WHERE group_chat_id = ?")
+            .bind($group)
+            .fetch_all($exec)
+            .await?
+    };
+}
+
+macro_rules! latest_status_code {
+    ($exec:expr, $a:expr, $b:expr) => {
+        sqlx::query_scalar::<_, String>(
+            "SELECT s.status_code_id FROM friendship_status s \
+             WHERE (s.requester_id = ? AND s.addressee_id = ?) OR (s.requester_id = ? AND s.addressee_id = ?) \
+             ORDER BY s.specified_date_time DESC LIMIT 1",
+        )
+        .bind($a)
+        .bind($b)
+        .bind($b)
+        .bind($a)
+        .fetch_optional($exec)
+        .await?
+        .and_then(|c| FriendshipStatus::from_code(&c))
+    };
+}
+
+fn message_events(kind: &'static str, recipients: &[UserId], payload: &impl Serialize) -> Vec<NewEvent> {
+    recipients.iter().map(|&r| NewEvent::new(r, kind, payload)).collect()
+}
+
+/// Sends a message to a friend (`Conversation::Direct`) or a group the sender belongs to.
+/// With a `client_key`, a repeated send (a double click, a retry) returns the first
+/// message instead of posting twice.
+#[tracing::instrument(skip(db, content))]
+pub async fn send(
+    db: &Db,
+    me: &User,
+    to: Conversation,
+    content: &MessageContent,
+    client_key: Option<&str>,
+) -> AppResult<(Message, bool)> {
+    let client_key = client_key.map(str::trim).filter(|k| !k.is_empty() && k.len() <= 64);
+    if let Some(key) = client_key {
+        if let Some(existing) = by_client_key(db, me.user_id, key).await? {
+            return Ok((existing, false));
+        }
+    }
+    let now = db::now();
+    let result: AppResult<Message> = db_tx!(db, |tx| {
+        let (reciever_id, group_chat_id, recipients) = match to {
+            Conversation::Direct(other) => {
+                match latest_status_code!(&mut *tx, me.user_id, other) {
+                    None => return Err(AppError::not_found("friendship was not found")),
+                    Some(FriendshipStatus::Accepted) => {}
+                    Some(_) => return Err(AppError::bad_request("you cannot message this person if you are not their friend")),
+                }
+                (Some(other), None, vec![other, me.user_id])
+            }
+            Conversation::Group(group) => {
+                let members = group_member_ids!(&mut *tx, group);
+                if !members.contains(&me.user_id) {
+                    return Err(AppError::not_found("user not found"));
+                }
+                (None, Some(group), members)
+            }
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) \
+             VALUES (?, ?, ?, ?, ?, 0, ?)",
+        )
+        .bind(me.user_id)
+        .bind(reciever_id)
+        .bind(content.as_str())
+        .bind(now)
+        .bind(group_chat_id)
+        .bind(client_key)
+        .execute(&mut *tx)
+        .await;
+        let message_id = match inserted {
+            Ok(r) => r.inserted_id() as MessageId,
+            // The same key committed meanwhile: answer with that message below.
+            Err(e) if db::is_unique_violation(&e) => return Err(AppError::Conflict("duplicate send".into())),
+            Err(e) => return Err(e.into()),
+        };
+        let message = Message {
+            message_id,
+            sender_id: Some(me.user_id),
+            sender_username: Some(me.username.clone()),
+            reciever_id,
+            content: content.as_str().to_string(),
+            group_chat_id,
+            created_date_time: now,
+            last_edited_date_time: None,
+            seen: Some(false),
+        };
+        tx.write_events(&message_events("message", &recipients, &message)).await?;
+        Ok(message)
+    });
+    match (result, client_key) {
+        (Err(AppError::Conflict(_)), Some(key)) => {
+            let existing = by_client_key(db, me.user_id, key).await?.ok_or_else(|| anyhow::anyhow!("duplicate key without a row"))?;
+            Ok((existing, false))
+        }
+        (result, _) => result.map(|m| (m, true)),
+    }
+}
+
+async fn by_client_key(db: &Db, sender: UserId, key: &str) -> Result<Option<Message>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
+         WHERE m.sender_id = ? AND m.client_key = ?"
+    );
+    db_run!(db, |pool| sqlx::query_as::<_, Message>(&sql).bind(sender).bind(key).fetch_optional(pool).await)
+}
+
+/// One page of a conversation, newest first. `next___<id>` goes to older messages,
+/// `prev___<id>` back to newer ones.
+#[tracing::instrument(skip(db))]
+pub async fn history(db: &Db, me: UserId, conversation: Conversation, cursor: Option<&Cursor>, limit: u32) -> AppResult<Page<Message>> {
+    let limit = limit.clamp(1, 100) as usize;
+    let bound = match cursor {
+        Some(c) => Some(c.numeric().map_err(AppError::bad_request)?),
+        None => None,
+    };
+    let (comparison, order) = match bound {
+        Some((false, _)) => (">", "ASC"),
+        Some((true, _)) => ("<", "DESC"),
+        None => ("<", "DESC"),
+    };
+    let key = bound.map_or(i64::from(i32::MAX), |(_, k)| k);
+    let fetch = (limit + 1) as i64;
+    let mut rows: Vec<Message> = db_run!(db, |pool| {
+        let mut q = QueryBuilder::new(format!("SELECT * FROM ("));
+        match conversation {
+            // Two index ranges (my messages to them, theirs to me), merged.
+            Conversation::Direct(other) => {
+                for (i, (from, to)) in [(me, other), (other, me)].into_iter().enumerate() {
+                    if i > 0 {
+                        q.push(" UNION ALL ");
+                    }
+                    q.push(format!("SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id WHERE m.sender_id = "))
+                        .push_bind(from)
+                        .push(" AND m.reciever_id = ")
+                        .push_bind(to)
+                        .push(format!(" AND m.group_chat_id IS NULL AND m.message_id {comparison} "))
+                        .push_bind(key)
+                        .push(format!(" ORDER BY m.message_id {order} LIMIT "))
+                        .push_bind(fetch)
+                        .push(format!(") half{i}"));
+                }
+            }
+            Conversation::Group(group) => {
+                q.push(format!("SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id WHERE m.group_chat_id = "))
+                    .push_bind(group)
+                    .push(format!(" AND m.message_id {comparison} "))
+                    .push_bind(key);
+            }
+        }
+        q.push(format!(") page ORDER BY message_id {order} LIMIT ")).push_bind(fetch);
+        q.build_query_as::<Message>().fetch_all(pool).await
+    })?;
+    if order == "ASC" {
+        rows.reverse();
+    }
+    Ok(Page::from_rows(rows, limit, cursor, |m| m.message_id.to_string()))
+}
+
+/// Checks that `me` belongs to the group; 404 otherwise, so nobody learns it exists.
+pub async fn require_member(db: &Db, me: UserId, group: GroupId) -> AppResult<GroupChat> {
+    let row: Option<GroupChat> = db_run!(db, |pool| {
+        sqlx::query_as::<_, GroupChat>(
+            "SELECT g.group_chat_id, g.name, g.creator_id FROM group_chat g \
+             JOIN group_chat_member gm ON gm.group_chat_id = g.group_chat_id AND gm.member_id = ? \
+             WHERE g.group_chat_id = ?",
+        )
+        .bind(me)
+        .bind(group)
+        .fetch_optional(pool)
+        .await
+    })?;
+    row.ok_or_else(|| AppError::not_found(NOT_A_MEMBER))
+}
+
+/// A message `me` may see (theirs, to them, or in their group), or 404.
+async fn visible_message(db: &Db, me: UserId, message_id: MessageId) -> AppResult<(Message, Vec<UserId>)> {
+    let not_found = || AppError::not_found("message not found");
+    let message = db_run!(db, |pool| Ok::<_, sqlx::Error>(fetch_message!(pool, message_id)))?.ok_or_else(not_found)?;
+    let participants = match message.group_chat_id {
+        Some(group) => db_run!(db, |pool| Ok::<_, sqlx::Error>(group_member_ids!(pool, group)))?,
+        None => [message.sender_id, message.reciever_id].into_iter().flatten().collect(),
+    };
+    if !participants.contains(&me) {
+        return Err(not_found());
+    }
+    Ok((message, participants))
+}
+
+/// Edits my own message; everyone in the conversation hears `message_edited`.
+#[tracing::instrument(skip(db, content))]
+pub async fn edit(db: &Db, me: &User, message_id: MessageId, content: &MessageContent) -> AppResult<Message> {
+    let (mut message, participants) = visible_message(db, me.user_id, message_id).await?;
+    if message.sender_id != Some(me.user_id) {
+        return Err(AppError::Forbidden("you can only edit your own messages".into()));
+    }
+    let now = db::now();
+    message.content = content.as_str().to_string();
+    message.last_edited_date_time = Some(now);
+    db_tx!(db, |tx| {
+        sqlx::query("UPDATE message SET content = ?, last_edited_date_time = ? WHERE message_id = ? AND sender_id = ?")
+            .bind(content.as_str())
+            .bind(now)
+            .bind(message_id)
+            .bind(me.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.write_events(&message_events("message_edited", &participants, &message)).await?;
+        Ok::<_, AppError>(())
+    })?;
+    Ok(message)
+}
+
+/// Deletes my own message for everyone; they hear `message_deleted`.
+#[tracing::instrument(skip(db))]
+pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Message> {
+    let (message, participants) = visible_message(db, me.user_id, message_id).await?;
+    if message.sender_id != Some(me.user_id) {
+        return Err(AppError::Forbidden("you can only delete your own messages".into()));
+    }
+    let payload = json!({ "message_id": message_id, "group_chat_id": message.group_chat_id, "sender_id": message.sender_id, "reciever_id": message.reciever_id });
+    db_tx!(db, |tx| {
+        sqlx::query("DELETE FROM message WHERE message_id = ? AND sender_id = ?")
+            .bind(message_id)
+            .bind(me.user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.write_events(&message_events("message_deleted", &participants, &payload)).await?;
+        Ok::<_, AppError>(())
+    })?;
+    Ok(message)
+}
+
+/// Marks messages up to `up_to` as seen by `me`. Direct: the `seen` flag of what the
+/// other sent me; group: my read marker. The others hear `seen` when anything changed.
+#[tracing::instrument(skip(db))]
+pub async fn mark_seen(db: &Db, me: UserId, conversation: Conversation, up_to: MessageId) -> AppResult<bool> {
+    db_tx!(db, |tx| {
+        let (changed, notify) = match conversation {
+            Conversation::Direct(other) => {
+                let r = sqlx::query(
+                    "UPDATE message SET seen = 1 WHERE sender_id = ? AND reciever_id = ? AND group_chat_id IS NULL \
+                     AND message_id <= ? AND (seen = 0 OR seen IS NULL)",
+                )
+                .bind(other)
+                .bind(me)
+                .bind(up_to)
+                .execute(&mut *tx)
+                .await?;
+                (r.rows_affected() > 0, vec![other, me])
+            }
+            Conversation::Group(group) => {
+                let r = sqlx::query(
+                    "UPDATE group_chat_member SET last_read_message_id = ? \
+                     WHERE group_chat_id = ? AND member_id = ? AND last_read_message_id < ?",
+                )
+                .bind(up_to)
+                .bind(group)
+                .bind(me)
+                .bind(up_to)
+                .execute(&mut *tx)
+                .await?;
+                (r.rows_affected() > 0, group_member_ids!(&mut *tx, group))
+            }
+        };
+        if changed {
+            let payload = match conversation {
+                Conversation::Direct(_) => json!({ "message_id": up_to, "user_id": me }),
+                Conversation::Group(g) => json!({ "message_id": up_to, "user_id": me, "group_chat_id": g }),
+            };
+            tx.write_events(&message_events("seen", &notify, &payload)).await?;
+        }
+        Ok::<_, AppError>(changed)
+    })
+}
+
+/// One row of the chats list.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct ConversationSummary {
+    /// `direct` or `group`.
+    pub kind: String,
+    /// The other user's id, or the group's.
+    pub id: i32,
+    /// The other user's name, or the group's.
+    pub name: String,
+    pub last_message_id: Option<i32>,
+    pub last_message: Option<String>,
+    pub last_sender_id: Option<i32>,
+    #[serde(with = "db::serde_time::option")]
+    pub last_message_at: Option<PrimitiveDateTime>,
+    pub unread: i64,
+}
+
+/// Every conversation of `me`, most recent first, with unread counts: one query.
+#[tracing::instrument(skip(db))]
+pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSummary>> {
+    let sql = "SELECT conv.kind, conv.id, COALESCE(u.username, g.name, '') AS name, \
+                 conv.last_id AS last_message_id, lm.content AS last_message, lm.sender_id AS last_sender_id, \
+                 lm.created_date_time AS last_message_at, CAST(COALESCE(conv.unread, 0) AS SIGNED) AS unread \
+          FROM ( \
+            SELECT 'direct' AS kind, d.other_id AS id, MAX(d.message_id) AS last_id, SUM(d.unread) AS unread FROM ( \
+              SELECT m.reciever_id AS other_id, m.message_id, 0 AS unread FROM message m \
+                WHERE m.sender_id = ? AND m.group_chat_id IS NULL AND m.reciever_id IS NOT NULL \
+              UNION ALL \
+              SELECT m.sender_id, m.message_id, CASE WHEN COALESCE(m.seen, 0) = 0 THEN 1 ELSE 0 END FROM message m \
+                WHERE m.reciever_id = ? AND m.group_chat_id IS NULL AND m.sender_id IS NOT NULL \
+            ) d GROUP BY d.other_id \
+            UNION ALL \
+            SELECT 'group', gm.group_chat_id, \
+              (SELECT MAX(m.message_id) FROM message m WHERE m.group_chat_id = gm.group_chat_id), \
+              (SELECT COUNT(*) FROM message m WHERE m.group_chat_id = gm.group_chat_id \
+                 AND m.message_id > gm.last_read_message_id AND (m.sender_id IS NULL OR m.sender_id <> ?)) \
+            FROM group_chat_member gm WHERE gm.member_id = ? \
+          ) conv \
+          LEFT JOIN message lm ON lm.message_id = conv.last_id \
+          LEFT JOIN user u ON conv.kind = 'direct' AND u.user_id = conv.id \
+          LEFT JOIN group_chat g ON conv.kind = 'group' AND g.group_chat_id = conv.id \
+          ORDER BY COALESCE(conv.last_id, 0) DESC, conv.id DESC";
+    let rows = db_run!(db, |pool| {
+        sqlx::query_as::<_, ConversationSummary>(sql).bind(me).bind(me).bind(me).bind(me).fetch_all(pool).await
+    })?;
+    Ok(rows)
+}
+
+/// Creates a group of `me` and some of my friends.
+#[tracing::instrument(skip(db))]
+pub async fn create_group(db: &Db, me: &User, name: &GroupName, members: &[User]) -> AppResult<GroupChat> {
+    for member in members {
+        if member.user_id != me.user_id {
+            require_friend(db, me.user_id, member).await?;
+        }
+    }
+    let now = db::now();
+    let mut ids: Vec<UserId> = members.iter().map(|m| m.user_id).chain([me.user_id]).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    db_tx!(db, |tx| {
+        let group_chat_id = sqlx::query("INSERT INTO group_chat (name, creator_id, created_date_time) VALUES (?, ?, ?)")
+            .bind(name.as_str())
+            .bind(me.user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .inserted_id() as GroupId;
+        let mut insert = QueryBuilder::new("INSERT INTO group_chat_member (group_chat_id, member_id) ");
+        insert.push_values(&ids, |mut row, id| {
+            row.push_bind(group_chat_id).push_bind(*id);
+        });
+        insert.build().execute(&mut *tx).await?;
+        let payload = json!({ "group_chat_id": group_chat_id, "name": name.as_str(), "change": "added" });
+        tx.write_events(&message_events("group_chat", &ids, &payload)).await?;
+        Ok(GroupChat { group_chat_id, name: name.as_str().to_string(), creator_id: Some(me.user_id) })
+    })
+}
+
+async fn require_friend(db: &Db, me: UserId, other: &User) -> AppResult<()> {
+    match super::friends::latest(db, me, other.user_id).await? {
+        Some(l) if l.status == FriendshipStatus::Accepted => Ok(()),
+        _ => Err(AppError::bad_request(format!("{} is not your friend", other.username))),
+    }
+}
+
+/// The groups `me` belongs to.
+pub async fn my_groups(db: &Db, me: UserId) -> AppResult<Vec<GroupChat>> {
+    Ok(db_run!(db, |pool| {
+        sqlx::query_as::<_, GroupChat>(
+            "SELECT g.group_chat_id, g.name, g.creator_id FROM group_chat g \
+             JOIN group_chat_member gm ON gm.group_chat_id = g.group_chat_id WHERE gm.member_id = ? ORDER BY g.name, g.group_chat_id",
+        )
+        .bind(me)
+        .fetch_all(pool)
+        .await
+    })?)
+}
+
+pub async fn members(db: &Db, group: GroupId) -> AppResult<Vec<UserSummary>> {
+    Ok(db_run!(db, |pool| {
+        sqlx::query_as::<_, UserSummary>(
+            "SELECT u.user_id, u.username FROM group_chat_member gm JOIN user u ON u.user_id = gm.member_id \
+             WHERE gm.group_chat_id = ? ORDER BY u.username",
+        )
+        .bind(group)
+        .fetch_all(pool)
+        .await
+    })?)
+}
+
+/// A member adds one of their friends.
+pub async fn add_member(db: &Db, me: &User, group: GroupId, new_member: &User) -> AppResult<()> {
+    let chat = require_member(db, me.user_id, group).await?;
+    require_friend(db, me.user_id, new_member).await?;
+    db_tx!(db, |tx| {
+        let existing = group_member_ids!(&mut *tx, group);
+        if existing.contains(&new_member.user_id) {
+            return Err(AppError::bad_request("already a member"));
+        }
+        sqlx::query("INSERT INTO group_chat_member (group_chat_id, member_id) VALUES (?, ?)")
+            .bind(group)
+            .bind(new_member.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let mut events = vec![NewEvent::new(new_member.user_id, "group_chat", &json!({ "group_chat_id": group, "name": chat.name, "change": "added" }))];
+        let joined = json!({ "group_chat_id": group, "name": chat.name, "change": "member_joined", "user_id": new_member.user_id, "username": new_member.username });
+        events.extend(message_events("group_chat", &existing, &joined));
+        tx.write_events(&events).await?;
+        Ok(())
+    })
+}
+
+/// Takes `member` out of the group: the creator removing someone, or anyone leaving.
+/// A group with nobody left is deleted.
+pub async fn remove_member(db: &Db, me: &User, group: GroupId, member: &User) -> AppResult<()> {
+    let chat = require_member(db, me.user_id, group).await?;
+    let leaving = member.user_id == me.user_id;
+    if !leaving && chat.creator_id != Some(me.user_id) {
+        return Err(AppError::Forbidden("only the group's creator can remove members".into()));
+    }
+    db_tx!(db, |tx| {
+        let removed = sqlx::query("DELETE FROM group_chat_member WHERE group_chat_id = ? AND member_id = ?")
+            .bind(group)
+            .bind(member.user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(AppError::not_found("not a member of this group chat"));
+        }
+        let remaining = group_member_ids!(&mut *tx, group);
+        if remaining.is_empty() {
+            sqlx::query("DELETE FROM group_chat WHERE group_chat_id = ?").bind(group).execute(&mut *tx).await?;
+        }
+        let mut events = Vec::new();
+        if !leaving {
+            events.push(NewEvent::new(member.user_id, "group_chat", &json!({ "group_chat_id": group, "name": chat.name, "change": "removed" })));
+        }
+        let left = json!({ "group_chat_id": group, "name": chat.name, "change": "member_left", "user_id": member.user_id, "username": member.username });
+        events.extend(message_events("group_chat", &remaining, &left));
+        tx.write_events(&events).await?;
+        Ok(())
+    })
+}
+
+pub async fn rename(db: &Db, me: &User, group: GroupId, name: &GroupName) -> AppResult<GroupChat> {
+    let mut chat = require_member(db, me.user_id, group).await?;
+    db_tx!(db, |tx| {
+        sqlx::query("UPDATE group_chat SET name = ? WHERE group_chat_id = ?")
+            .bind(name.as_str())
+            .bind(group)
+            .execute(&mut *tx)
+            .await?;
+        let members = group_member_ids!(&mut *tx, group);
+        let payload = json!({ "group_chat_id": group, "name": name.as_str(), "change": "renamed" });
+        tx.write_events(&message_events("group_chat", &members, &payload)).await?;
+        Ok::<_, AppError>(())
+    })?;
+    chat.name = name.as_str().to_string();
+    Ok(chat)
+}
+
+/// Tells the other side of a conversation that `me` is typing. Live only: typing events
+/// are not replayed to a stream that resumes.
+pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult<()> {
+    let (recipients, payload) = match conversation {
+        Conversation::Direct(other) => {
+            if super::friends::relationship(db, me.user_id, other).await? != super::friends::Relationship::Friends {
+                return Err(AppError::bad_request("you cannot message this person if you are not their friend"));
+            }
+            (vec![other], json!({ "user_id": me.user_id, "username": me.username, "friend_username": me.username }))
+        }
+        Conversation::Group(group) => {
+            require_member(db, me.user_id, group).await?;
+            let others: Vec<UserId> = members(db, group).await?.into_iter().map(|m| m.user_id).filter(|&id| id != me.user_id).collect();
+            (others, json!({ "user_id": me.user_id, "username": me.username, "group_chat_id": group }))
+        }
+    };
+    super::events::write(db, &message_events("typing", &recipients, &payload)).await?;
+    Ok(())
+}
+
+/// Whether some other member's read marker has reached `message_id`.
+pub async fn read_by_others(db: &Db, group: GroupId, me: UserId, message_id: MessageId) -> AppResult<bool> {
+    let n: i64 = db_run!(db, |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM group_chat_member WHERE group_chat_id = ? AND member_id <> ? AND last_read_message_id >= ?")
+            .bind(group)
+            .bind(me)
+            .bind(message_id)
+            .fetch_one(pool)
+            .await
+    })?;
+    Ok(n > 0)
+}

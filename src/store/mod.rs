@@ -1,0 +1,9 @@
+//! The only place with SQL. Pages and API handlers call these functions; each is one
+//! query or one short transaction, written once for both backends with `db_run!`.
+
+pub mod events;
+pub mod friends;
+pub mod messages;
+pub mod users;
+
+pub use crate::db::Db;

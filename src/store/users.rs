@@ -1,0 +1,168 @@
+use serde::Serialize;
+use sqlx::FromRow;
+use time::PrimitiveDateTime;
+
+use crate::{
+    db::{self, Db, InsertedId},
+    db_run,
+    domain::{Email, Username},
+};
+
+pub type UserId = i32;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct User {
+    pub user_id: UserId,
+    pub username: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub birthdate: Option<PrimitiveDateTime>,
+    pub password_hash: String,
+    pub email: String,
+}
+
+/// What `GET /api/users/` answers.
+#[derive(Debug, Serialize)]
+pub struct PublicProfile {
+    pub user_id: UserId,
+    pub username: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub birthdate: Option<String>,
+}
+
+impl From<&User> for PublicProfile {
+    fn from(u: &User) -> Self {
+        Self {
+            user_id: u.user_id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            birthdate: u.birthdate.map(|d| d.date().to_string()),
+        }
+    }
+}
+
+const USER_COLUMNS: &str =
+    "user_id, username, first_name, last_name, birthdate, password_hash, email";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Email,
+    Username,
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn by_id(db: &Db, user_id: UserId) -> Result<Option<User>, sqlx::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE user_id = ?");
+    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql).bind(user_id).fetch_optional(pool).await)
+}
+
+/// Looks a user up by username, without regard to case.
+#[tracing::instrument(skip(db))]
+pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>, sqlx::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE username = ?");
+    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql).bind(username).fetch_optional(pool).await)
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE email = ?");
+    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(pool).await)
+}
+
+/// The sign-in form takes an email or a username.
+pub async fn by_login(db: &Db, login: &str) -> Result<Option<User>, sqlx::Error> {
+    if login.contains('@') {
+        by_email(db, login).await
+    } else {
+        by_username(db, login).await
+    }
+}
+
+/// Which of the two is already registered, email first (the original's order).
+pub async fn which_taken(db: &Db, email: &Email, username: &Username) -> Result<Option<Taken>, sqlx::Error> {
+    if by_email(db, email.as_str()).await?.is_some() {
+        return Ok(Some(Taken::Email));
+    }
+    if by_username(db, username.as_str()).await?.is_some() {
+        return Ok(Some(Taken::Username));
+    }
+    Ok(None)
+}
+
+/// Creates an account. A concurrent sign-up with the same email or username loses
+/// with `Err(Taken)`, never a 500.
+#[tracing::instrument(skip(db, password_hash))]
+pub async fn create(
+    db: &Db,
+    username: &Username,
+    email: &Email,
+    password_hash: &str,
+) -> Result<Result<UserId, Taken>, sqlx::Error> {
+    let result = db_run!(db, |pool| {
+        sqlx::query("INSERT INTO user (username, email, password_hash) VALUES (?, ?, ?)")
+            .bind(username.as_str())
+            .bind(email.as_str())
+            .bind(password_hash)
+            .execute(pool)
+            .await
+            .map(|r| r.inserted_id())
+    });
+    match result {
+        Ok(id) => Ok(Ok(id as UserId)),
+        Err(e) if db::is_unique_violation(&e) => match which_taken(db, email, username).await? {
+            Some(taken) => Ok(Err(taken)),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+#[tracing::instrument(skip(db, password_hash))]
+pub async fn set_password_hash(db: &Db, user_id: UserId, password_hash: &str) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| {
+        sqlx::query("UPDATE user SET password_hash = ? WHERE user_id = ?")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub birthdate: Option<time::Date>,
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn update_profile(db: &Db, user_id: UserId, p: &ProfileUpdate) -> Result<(), sqlx::Error> {
+    let birthdate = p.birthdate.map(|d| PrimitiveDateTime::new(d, time::Time::MIDNIGHT));
+    db_run!(db, |pool| {
+        sqlx::query("UPDATE user SET first_name = ?, last_name = ?, birthdate = ? WHERE user_id = ?")
+            .bind(p.first_name.as_deref())
+            .bind(p.last_name.as_deref())
+            .bind(birthdate)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+}
+
+/// Usernames starting with `prefix`, for the "add a friend" search. Leaves out the
+/// searcher and anyone who has blocked them.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct UserSummary {
+    pub user_id: UserId,
+    pub username: String,
+}
+
+pub fn now() -> PrimitiveDateTime {
+    db::now()
+}

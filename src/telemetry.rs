@@ -1,0 +1,32 @@
+//! One place that sets up tracing, and CPU work that keeps the request's span.
+
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber: human-readable for a terminal, JSON for CloudWatch.
+/// `RUST_LOG` filters; the default shows this crate's info and the request spans.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .try_init(),
+    };
+    // A second call (tests spawn many apps in one process) keeps the first subscriber.
+    let _ = result;
+}
+
+/// `spawn_blocking` that runs `f` inside the caller's span, so its logs stay attached
+/// to the request that asked for the work.
+pub fn spawn_blocking_with_tracing<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+}
