@@ -89,6 +89,8 @@ pub struct Config {
     pub presence_grace: Duration,
     /// How often this process polls the event table when nothing woke it.
     pub event_poll_interval: Duration,
+    /// Warnings about the settings, logged once tracing is up.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -109,6 +111,7 @@ impl Config {
                 ))
             }
         };
+        let mut warnings = Vec::new();
         let database_url = database_url(&lookup)?;
         let pool_size = parse_or(&lookup, "RDS_POOL_SIZE", 10u32)?;
         let pool_size = parse_or(&lookup, "DATABASE_POOL_SIZE", pool_size)?;
@@ -134,8 +137,8 @@ impl Config {
                 ))
             }
             None => {
-                tracing::warn!(
-                    "JWT_SECRET is not set: using a random secret; API tokens will not survive a restart and other processes will reject them"
+                warnings.push(
+                    "JWT_SECRET is not set: using a random secret; API tokens will not survive a restart and other processes will reject them".into(),
                 );
                 Secret::new(random_secret())
             }
@@ -156,7 +159,7 @@ impl Config {
             parallelism: parse_or(&lookup, "ARGON2_PARALLELISM", Argon2Cost::default().parallelism)?,
         };
         if argon2 != Argon2Cost::default() {
-            tracing::warn!(?argon2, "argon2 cost lowered by ARGON2_*: for tests only");
+            warnings.push(format!("argon2 cost lowered by ARGON2_* to {argon2:?}: for tests only"));
         }
         let event_retention_hours: u64 = parse_or(&lookup, "EVENT_RETENTION_HOURS", 24)?;
         Ok(Self {
@@ -180,6 +183,7 @@ impl Config {
                 "EVENT_POLL_MILLISECONDS",
                 50,
             )?),
+            warnings,
         })
     }
 

@@ -50,6 +50,9 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init(config.log_format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let app = Application::build(config.clone()).await?;
     tracing::info!(
         address = %config.bind_addr,

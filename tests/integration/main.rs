@@ -1,1 +1,10 @@
+//! All integration tests compile into one binary. Each test starts the real server on a
+//! random port with a fresh database, on SQLite and (with `TEST_MYSQL_URL`) on MySQL.
 
+mod helpers;
+
+mod accounts;
+mod foundation;
+mod friends;
+mod live;
+mod messages;
