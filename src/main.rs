@@ -73,7 +73,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A tiny HTTP/1.0 client, so the container image needs no curl or wget.
+/// A tiny HTTP/1.1 client, so the container image needs no curl or wget.
 async fn healthcheck(config: Config) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut addr = config.bind_addr;
@@ -82,7 +82,7 @@ async fn healthcheck(config: Config) -> anyhow::Result<()> {
     }
     let check = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        stream.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;
         anyhow::Ok(String::from_utf8_lossy(&response).into_owned())

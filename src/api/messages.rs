@@ -43,13 +43,13 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct HistoryQuery {
     friend_username: String,
-    #[serde(flatten)]
-    page: PageQuery,
+    limit: Option<i64>,
+    cursor: Option<String>,
 }
 
 async fn direct_history(State(state): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<HistoryQuery>) -> AppResult<Json<Page<Message>>> {
     let other = existing_user(&state, &q.friend_username).await?;
-    let (limit, cursor) = q.page.parse()?;
+    let (limit, cursor) = PageQuery { limit: q.limit, cursor: q.cursor }.parse()?;
     Ok(Json(messages::history(&state.db, me.user_id, Conversation::Direct(other.user_id), cursor.as_ref(), limit).await?))
 }
 

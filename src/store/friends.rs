@@ -296,14 +296,17 @@ pub async fn delete(db: &Db, me: &User, other: &User, only_if_blocked_by_me: boo
         lock_pair!(db, tx, a, b);
         let latest = latest_in_tx!(tx, a, b);
         let Some(l) = latest else {
+            if only_if_blocked_by_me {
+                return Err(AppError::bad_request("user is not blocked"));
+            }
             return Err(AppError::not_found("friendship was not found"));
         };
         let relationship = l.relationship_for(a);
-        if relationship == Relationship::BlockedMe {
-            return Err(AppError::not_found("friendship was not found"));
-        }
         if only_if_blocked_by_me && relationship != Relationship::BlockedByMe {
             return Err(AppError::bad_request("user is not blocked"));
+        }
+        if relationship == Relationship::BlockedMe {
+            return Err(AppError::not_found("friendship was not found"));
         }
         sqlx::query("DELETE FROM friendship WHERE (requester_id = ? AND addressee_id = ?) OR (requester_id = ? AND addressee_id = ?)")
             .bind(a).bind(b).bind(b).bind(a)

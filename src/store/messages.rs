@@ -115,7 +115,8 @@ pub async fn send(
         }
     }
     let now = db::now();
-    let result: AppResult<Message> = db_tx!(db, |tx| {
+    // An inner async block, so that an early return inside the transaction lands here.
+    let result: AppResult<Message> = async { db_tx!(db, |tx| {
         let (reciever_id, group_chat_id, recipients) = match to {
             Conversation::Direct(other) => {
                 match latest_status_code!(&mut *tx, me.user_id, other) {
@@ -164,7 +165,8 @@ pub async fn send(
         };
         tx.write_events(&message_events("message", &recipients, &message)).await?;
         Ok(message)
-    });
+    }) }
+    .await;
     match (result, client_key) {
         (Err(AppError::Conflict(_)), Some(key)) => {
             let existing = by_client_key(db, me.user_id, key).await?.ok_or_else(|| anyhow::anyhow!("duplicate key without a row"))?;

@@ -105,7 +105,8 @@ fn an_unreachable_mysql_is_one_error_line_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-#[tokio::test]
+// Multi-threaded: the blocking `output()` below must not stall the server it calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_command_exits_0_against_a_server_and_1_without_one() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     let ok = messenger_binary().arg("healthcheck").env("BIND_ADDR", format!("127.0.0.1:{}", app.port)).output().unwrap();
