@@ -66,7 +66,8 @@ RUN useradd --system -l --uid 10001 --user-group \
 
 COPY --from=build /src/target/release/messenger /usr/local/bin/messenger
 
-USER messenger
+# Numeric, so Kubernetes' runAsNonRoot and similar checks can verify it without /etc/passwd.
+USER 10001:10001
 WORKDIR /app
 
 # Listen on every interface inside the container (the binary's default is 127.0.0.1).

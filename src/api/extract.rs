@@ -55,11 +55,23 @@ impl PageQuery {
     pub fn parse(&self) -> Result<(u32, Option<crate::domain::cursor::Cursor>), AppError> {
         let limit = match self.limit {
             Some(l) if l > 0 => l.min(100) as u32,
-            Some(_) => return Err(AppError::unprocessable(&["query", "limit"], "Input should be greater than 0")),
-            None => return Err(AppError::unprocessable(&["query", "limit"], "Field required")),
+            Some(_) => {
+                return Err(AppError::unprocessable(
+                    &["query", "limit"],
+                    "Input should be greater than 0",
+                ))
+            }
+            None => {
+                return Err(AppError::unprocessable(
+                    &["query", "limit"],
+                    "Field required",
+                ))
+            }
         };
         let cursor = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
-            Some(raw) => Some(crate::domain::cursor::Cursor::parse(raw).map_err(AppError::bad_request)?),
+            Some(raw) => {
+                Some(crate::domain::cursor::Cursor::parse(raw).map_err(AppError::bad_request)?)
+            }
             None => None,
         };
         Ok((limit, cursor))

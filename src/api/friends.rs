@@ -28,31 +28,57 @@ pub fn router() -> Router<AppState> {
         .route("/friends/requests/recievers", get(list_receivers))
         .route("/friends/requests/receivers", get(list_receivers))
         .route("/friends/blocked", get(list_blocked))
-        .route("/friends/requests", post(send_request).delete(delete_friendship))
+        .route(
+            "/friends/requests",
+            post(send_request).delete(delete_friendship),
+        )
         .route("/friends/requests/accept", post(accept))
         .route("/friends/requests/decline", post(decline))
         .route("/friends/requests/block", post(block))
         .route("/friends/requests/unblock", post(unblock))
 }
 
-async fn list(state: &AppState, me: &User, kind: ListKind, query: &PageQuery) -> AppResult<Json<Page<UserSummary>>> {
+async fn list(
+    state: &AppState,
+    me: &User,
+    kind: ListKind,
+    query: &PageQuery,
+) -> AppResult<Json<Page<UserSummary>>> {
     let (limit, cursor) = query.parse()?;
-    Ok(Json(friends::list(&state.db, me.user_id, kind, cursor.as_ref(), limit).await?))
+    Ok(Json(
+        friends::list(&state.db, me.user_id, kind, cursor.as_ref(), limit).await?,
+    ))
 }
 
-async fn list_friends(State(s): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<PageQuery>) -> AppResult<Json<Page<UserSummary>>> {
+async fn list_friends(
+    State(s): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::Friends, &q).await
 }
 
-async fn list_senders(State(s): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<PageQuery>) -> AppResult<Json<Page<UserSummary>>> {
+async fn list_senders(
+    State(s): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::RequestsReceived, &q).await
 }
 
-async fn list_receivers(State(s): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<PageQuery>) -> AppResult<Json<Page<UserSummary>>> {
+async fn list_receivers(
+    State(s): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::RequestsSent, &q).await
 }
 
-async fn list_blocked(State(s): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<PageQuery>) -> AppResult<Json<Page<UserSummary>>> {
+async fn list_blocked(
+    State(s): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::Blocked, &q).await
 }
 
@@ -84,18 +110,31 @@ struct RequesterQuery {
     requester_username: String,
 }
 
-async fn answer(state: AppState, me: User, requester: &str, accept: bool) -> AppResult<(StatusCode, Json<()>)> {
+async fn answer(
+    state: AppState,
+    me: User,
+    requester: &str,
+    accept: bool,
+) -> AppResult<(StatusCode, Json<()>)> {
     let requester = existing_user(&state, requester).await?;
     friends::answer(&state.db, &me, &requester, accept).await?;
     state.events.wake();
     Ok((StatusCode::CREATED, Json(())))
 }
 
-async fn accept(State(s): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<RequesterQuery>) -> AppResult<(StatusCode, Json<()>)> {
+async fn accept(
+    State(s): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<RequesterQuery>,
+) -> AppResult<(StatusCode, Json<()>)> {
     answer(s, me, &q.requester_username, true).await
 }
 
-async fn decline(State(s): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<RequesterQuery>) -> AppResult<(StatusCode, Json<()>)> {
+async fn decline(
+    State(s): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<RequesterQuery>,
+) -> AppResult<(StatusCode, Json<()>)> {
     answer(s, me, &q.requester_username, false).await
 }
 
@@ -104,14 +143,22 @@ struct BlockQuery {
     user_to_block_username: String,
 }
 
-async fn block(State(state): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<BlockQuery>) -> AppResult<(StatusCode, Json<()>)> {
+async fn block(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<BlockQuery>,
+) -> AppResult<(StatusCode, Json<()>)> {
     let target = existing_user(&state, &q.user_to_block_username).await?;
     friends::block(&state.db, &me, &target).await?;
     state.events.wake();
     Ok((StatusCode::CREATED, Json(())))
 }
 
-async fn unblock(State(state): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<UsernameQuery>) -> AppResult<(StatusCode, Json<()>)> {
+async fn unblock(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<UsernameQuery>,
+) -> AppResult<(StatusCode, Json<()>)> {
     let target = existing_user(&state, &q.username).await?;
     friends::delete(&state.db, &me, &target, true).await?;
     Ok((StatusCode::CREATED, Json(())))
@@ -122,7 +169,11 @@ struct FriendQuery {
     friend_username: String,
 }
 
-async fn delete_friendship(State(state): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<FriendQuery>) -> AppResult<Json<()>> {
+async fn delete_friendship(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<FriendQuery>,
+) -> AppResult<Json<()>> {
     let other = existing_user(&state, &q.friend_username).await?;
     friends::delete(&state.db, &me, &other, false).await?;
     state.events.wake();

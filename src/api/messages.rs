@@ -18,7 +18,9 @@ use crate::{
     error::{AppError, AppResult},
     state::AppState,
     store::{
-        messages::{self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId},
+        messages::{
+            self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId,
+        },
         users::{User, UserSummary},
     },
 };
@@ -36,7 +38,10 @@ pub fn router() -> Router<AppState> {
         .route("/group_chats/{id}", get(group_details).patch(rename_group))
         .route("/group_chats/{id}/messages", get(group_history))
         .route("/group_chats/{id}/members", post(add_member))
-        .route("/group_chats/{id}/members/{username}", axum::routing::delete(remove_member))
+        .route(
+            "/group_chats/{id}/members/{username}",
+            axum::routing::delete(remove_member),
+        )
         .route("/group_chats/{id}/leave", post(leave))
 }
 
@@ -47,16 +52,47 @@ struct HistoryQuery {
     cursor: Option<String>,
 }
 
-async fn direct_history(State(state): State<AppState>, ApiUser(me): ApiUser, ApiQuery(q): ApiQuery<HistoryQuery>) -> AppResult<Json<Page<Message>>> {
+async fn direct_history(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> AppResult<Json<Page<Message>>> {
     let other = existing_user(&state, &q.friend_username).await?;
-    let (limit, cursor) = PageQuery { limit: q.limit, cursor: q.cursor }.parse()?;
-    Ok(Json(messages::history(&state.db, me.user_id, Conversation::Direct(other.user_id), cursor.as_ref(), limit).await?))
+    let (limit, cursor) = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .parse()?;
+    Ok(Json(
+        messages::history(
+            &state.db,
+            me.user_id,
+            Conversation::Direct(other.user_id),
+            cursor.as_ref(),
+            limit,
+        )
+        .await?,
+    ))
 }
 
-async fn group_history(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>, ApiQuery(q): ApiQuery<PageQuery>) -> AppResult<Json<Page<Message>>> {
+async fn group_history(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path(id): Path<GroupId>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> AppResult<Json<Page<Message>>> {
     messages::require_member(&state.db, me.user_id, id).await?;
     let (limit, cursor) = q.parse()?;
-    Ok(Json(messages::history(&state.db, me.user_id, Conversation::Group(id), cursor.as_ref(), limit).await?))
+    Ok(Json(
+        messages::history(
+            &state.db,
+            me.user_id,
+            Conversation::Group(id),
+            cursor.as_ref(),
+            limit,
+        )
+        .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -77,9 +113,15 @@ pub fn parse_content(raw: &str) -> AppResult<MessageContent> {
 }
 
 /// Which conversation a request names: `friend_username` / `addressee_username`, or `group_chat_id`.
-async fn conversation_of(state: &AppState, username: Option<&str>, group: Option<GroupId>) -> AppResult<Conversation> {
+async fn conversation_of(
+    state: &AppState,
+    username: Option<&str>,
+    group: Option<GroupId>,
+) -> AppResult<Conversation> {
     match (username.map(str::trim).filter(|u| !u.is_empty()), group) {
-        (Some(username), _) => Ok(Conversation::Direct(existing_user(state, username).await?.user_id)),
+        (Some(username), _) => Ok(Conversation::Direct(
+            existing_user(state, username).await?.user_id,
+        )),
         (None, Some(group)) => Ok(Conversation::Group(group)),
         (None, None) => Err(AppError::bad_request("no addressee or groupchat specified")),
     }
@@ -93,11 +135,19 @@ async fn send(
 ) -> AppResult<(StatusCode, Json<Message>)> {
     let to = conversation_of(&state, q.addressee_username.as_deref(), body.group_chat_id).await?;
     let content = parse_content(&body.content)?;
-    let (message, created) = messages::send(&state.db, &me, to, &content, body.client_key.as_deref()).await?;
+    let (message, created) =
+        messages::send(&state.db, &me, to, &content, body.client_key.as_deref()).await?;
     if created {
         state.events.wake();
     }
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(message)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(message),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -105,14 +155,23 @@ struct EditBody {
     content: String,
 }
 
-async fn edit(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<MessageId>, ApiJson(body): ApiJson<EditBody>) -> AppResult<Json<Message>> {
+async fn edit(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path(id): Path<MessageId>,
+    ApiJson(body): ApiJson<EditBody>,
+) -> AppResult<Json<Message>> {
     let content = parse_content(&body.content)?;
     let message = messages::edit(&state.db, &me, id, &content).await?;
     state.events.wake();
     Ok(Json(message))
 }
 
-async fn delete(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<MessageId>) -> AppResult<Json<()>> {
+async fn delete(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path(id): Path<MessageId>,
+) -> AppResult<Json<()>> {
     messages::delete(&state.db, &me, id).await?;
     state.events.wake();
     Ok(Json(()))
@@ -125,8 +184,13 @@ struct SeenBody {
     group_chat_id: Option<GroupId>,
 }
 
-async fn seen(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJson(body): ApiJson<SeenBody>) -> AppResult<Json<serde_json::Value>> {
-    let conversation = conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
+async fn seen(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiJson(body): ApiJson<SeenBody>,
+) -> AppResult<Json<serde_json::Value>> {
+    let conversation =
+        conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
     if let Conversation::Group(g) = conversation {
         messages::require_member(&state.db, me.user_id, g).await?;
     }
@@ -137,7 +201,10 @@ async fn seen(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJson(body)
     Ok(Json(serde_json::json!({ "updated": changed })))
 }
 
-async fn conversations(State(state): State<AppState>, ApiUser(me): ApiUser) -> AppResult<Json<Vec<ConversationSummary>>> {
+async fn conversations(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+) -> AppResult<Json<Vec<ConversationSummary>>> {
     Ok(Json(messages::conversations(&state.db, me.user_id).await?))
 }
 
@@ -147,8 +214,13 @@ struct TypingBody {
     group_chat_id: Option<GroupId>,
 }
 
-async fn typing(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJson(body): ApiJson<TypingBody>) -> AppResult<StatusCode> {
-    let conversation = conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
+async fn typing(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiJson(body): ApiJson<TypingBody>,
+) -> AppResult<StatusCode> {
+    let conversation =
+        conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
     messages::typing(&state.db, &me, conversation).await?;
     state.events.wake();
     Ok(StatusCode::NO_CONTENT)
@@ -165,10 +237,17 @@ pub fn parse_group_name(raw: &str) -> AppResult<GroupName> {
     GroupName::parse(raw).map_err(|m| AppError::unprocessable(&["body", "group_chat_name"], m))
 }
 
-async fn create_group(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJson(body): ApiJson<CreateGroupBody>) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
+async fn create_group(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    ApiJson(body): ApiJson<CreateGroupBody>,
+) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
     let name = parse_group_name(&body.group_chat_name)?;
     if body.usernames.len() > 100 {
-        return Err(AppError::unprocessable(&["body", "usernames"], "at most 100 members at once"));
+        return Err(AppError::unprocessable(
+            &["body", "usernames"],
+            "at most 100 members at once",
+        ));
     }
     let mut members: Vec<User> = Vec::with_capacity(body.usernames.len());
     for username in &body.usernames {
@@ -176,10 +255,16 @@ async fn create_group(State(state): State<AppState>, ApiUser(me): ApiUser, ApiJs
     }
     let chat = messages::create_group(&state.db, &me, &name, &members).await?;
     state.events.wake();
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "group_chat_id": chat.group_chat_id, "name": chat.name }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "group_chat_id": chat.group_chat_id, "name": chat.name })),
+    ))
 }
 
-async fn my_groups(State(state): State<AppState>, ApiUser(me): ApiUser) -> AppResult<Json<Vec<GroupChat>>> {
+async fn my_groups(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+) -> AppResult<Json<Vec<GroupChat>>> {
     Ok(Json(messages::my_groups(&state.db, me.user_id).await?))
 }
 
@@ -190,7 +275,11 @@ struct GroupDetails {
     members: Vec<UserSummary>,
 }
 
-async fn group_details(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>) -> AppResult<Json<GroupDetails>> {
+async fn group_details(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path(id): Path<GroupId>,
+) -> AppResult<Json<GroupDetails>> {
     let chat = messages::require_member(&state.db, me.user_id, id).await?;
     let members = messages::members(&state.db, id).await?;
     Ok(Json(GroupDetails { chat, members }))
@@ -201,7 +290,12 @@ struct RenameBody {
     name: String,
 }
 
-async fn rename_group(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>, ApiJson(body): ApiJson<RenameBody>) -> AppResult<Json<GroupChat>> {
+async fn rename_group(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path(id): Path<GroupId>,
+    ApiJson(body): ApiJson<RenameBody>,
+) -> AppResult<Json<GroupChat>> {
     let name = parse_group_name(&body.name)?;
     let chat = messages::rename(&state.db, &me, id, &name).await?;
     state.events.wake();
@@ -213,7 +307,12 @@ struct AddMemberBody {
     username: String,
 }
 
-async fn add_member(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>, ApiJson(body): ApiJson<AddMemberBody>) -> AppResult<(StatusCode, Json<()>)> {
+async fn add_member(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path(id): Path<GroupId>,
+    ApiJson(body): ApiJson<AddMemberBody>,
+) -> AppResult<(StatusCode, Json<()>)> {
     messages::require_member(&state.db, me.user_id, id).await?;
     let member = existing_user(&state, &body.username).await?;
     messages::add_member(&state.db, &me, id, &member).await?;
@@ -221,7 +320,11 @@ async fn add_member(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id
     Ok((StatusCode::CREATED, Json(())))
 }
 
-async fn remove_member(State(state): State<AppState>, ApiUser(me): ApiUser, Path((id, username)): Path<(GroupId, String)>) -> AppResult<Json<()>> {
+async fn remove_member(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path((id, username)): Path<(GroupId, String)>,
+) -> AppResult<Json<()>> {
     messages::require_member(&state.db, me.user_id, id).await?;
     let member = existing_user(&state, &username).await?;
     messages::remove_member(&state.db, &me, id, &member).await?;
@@ -229,7 +332,11 @@ async fn remove_member(State(state): State<AppState>, ApiUser(me): ApiUser, Path
     Ok(Json(()))
 }
 
-async fn leave(State(state): State<AppState>, ApiUser(me): ApiUser, Path(id): Path<GroupId>) -> AppResult<Json<()>> {
+async fn leave(
+    State(state): State<AppState>,
+    ApiUser(me): ApiUser,
+    Path(id): Path<GroupId>,
+) -> AppResult<Json<()>> {
     messages::remove_member(&state.db, &me, id, &me.clone()).await?;
     state.events.wake();
     Ok(Json(()))

@@ -6,7 +6,10 @@ use crate::{
     auth::ApiUser,
     error::AppResult,
     state::AppState,
-    store::{friends, users::{PublicProfile, UserSummary}},
+    store::{
+        friends,
+        users::{PublicProfile, UserSummary},
+    },
 };
 
 pub fn router() -> Router<AppState> {
@@ -37,6 +40,7 @@ async fn search(
     if q.is_empty() {
         return Ok(Json(Vec::new()));
     }
-    let found = friends::search(&state.db, me.user_id, q, query.limit.unwrap_or(10).min(10)).await?;
+    let found =
+        friends::search(&state.db, me.user_id, q, query.limit.unwrap_or(10).min(10)).await?;
     Ok(Json(found))
 }

@@ -30,7 +30,10 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
 }
 
 async fn check(state: &AppState, request: Request) -> Result<Request, AppError> {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
         return Ok(request);
     }
     if request.headers().contains_key(header::AUTHORIZATION) {
@@ -50,13 +53,23 @@ async fn check(state: &AppState, request: Request) -> Result<Request, AppError> 
     let expected = super::stored_csrf_token(&session).await;
     let (request, presented) = presented_token(request).await?;
     match (expected, presented) {
-        (Some(expected), Some(presented)) if constant_time_eq(expected.as_bytes(), presented.as_bytes()) => Ok(request),
-        _ => Err(AppError::Forbidden("invalid or missing CSRF token; reload the page and try again".into())),
+        (Some(expected), Some(presented))
+            if constant_time_eq(expected.as_bytes(), presented.as_bytes()) =>
+        {
+            Ok(request)
+        }
+        _ => Err(AppError::Forbidden(
+            "invalid or missing CSRF token; reload the page and try again".into(),
+        )),
     }
 }
 
 fn same_origin(state: &AppState, request: &Request) -> bool {
-    let Some(origin) = request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
         return true;
     };
     let host = state

@@ -11,7 +11,11 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tower_sessions::Session;
 
 use super::jwt::TokenKind;
-use crate::{error::AppError, state::AppState, store::users::{self, User}};
+use crate::{
+    error::AppError,
+    state::AppState,
+    store::users::{self, User},
+};
 
 /// The user behind an API request: a bearer token, or the pages' session cookie.
 pub struct ApiUser(pub User);
@@ -30,13 +34,25 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
 }
 
 /// The user a valid token of `kind` names, if that user still exists.
-pub async fn user_from_token(state: &AppState, token: &str, kind: TokenKind) -> Result<User, AppError> {
-    let claims = state.jwt.verify(token, kind).ok_or(AppError::Unauthorized)?;
+pub async fn user_from_token(
+    state: &AppState,
+    token: &str,
+    kind: TokenKind,
+) -> Result<User, AppError> {
+    let claims = state
+        .jwt
+        .verify(token, kind)
+        .ok_or(AppError::Unauthorized)?;
     let user_id = i32::try_from(claims.user_id).map_err(|_| AppError::Unauthorized)?;
-    users::by_id(&state.db, user_id).await?.ok_or(AppError::Unauthorized)
+    users::by_id(&state.db, user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)
 }
 
-pub async fn user_from_session_parts(parts: &mut Parts, state: &AppState) -> Result<Option<User>, AppError> {
+pub async fn user_from_session_parts(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<Option<User>, AppError> {
     let Ok(session) = Session::from_request_parts(parts, state).await else {
         return Ok(None);
     };
@@ -56,20 +72,33 @@ pub async fn user_from_session_parts(parts: &mut Parts, state: &AppState) -> Res
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if parts.headers.contains_key(header::AUTHORIZATION) {
             let token = bearer_token(parts).ok_or(AppError::Unauthorized)?;
-            return user_from_token(state, token, TokenKind::Access).await.map(ApiUser);
+            return user_from_token(state, token, TokenKind::Access)
+                .await
+                .map(ApiUser);
         }
-        user_from_session_parts(parts, state).await?.map(ApiUser).ok_or(AppError::Unauthorized)
+        user_from_session_parts(parts, state)
+            .await?
+            .map(ApiUser)
+            .ok_or(AppError::Unauthorized)
     }
 }
 
 impl FromRequestParts<AppState> for MaybePageUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        user_from_session_parts(parts, state).await.map(MaybePageUser)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        user_from_session_parts(parts, state)
+            .await
+            .map(MaybePageUser)
     }
 }
 
@@ -81,7 +110,10 @@ pub struct LoginRedirect {
 
 impl IntoResponse for LoginRedirect {
     fn into_response(self) -> Response {
-        let location = format!("/login?next={}", utf8_percent_encode(&self.next, NON_ALPHANUMERIC));
+        let location = format!(
+            "/login?next={}",
+            utf8_percent_encode(&self.next, NON_ALPHANUMERIC)
+        );
         if self.htmx {
             // htmx follows this header with a full page load instead of swapping a fragment.
             let mut response = StatusCode::NO_CONTENT.into_response();
@@ -98,11 +130,19 @@ impl IntoResponse for LoginRedirect {
 impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match user_from_session_parts(parts, state).await {
             Ok(Some(user)) => Ok(PageUser(user)),
             Ok(None) => {
-                let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+                    .to_string();
                 let htmx = parts.headers.contains_key("HX-Request");
                 Err(LoginRedirect { next, htmx }.into_response())
             }
@@ -118,7 +158,10 @@ pub struct ClientIp(pub IpAddr);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if state.config.trust_proxy {
             let forwarded = parts
                 .headers
@@ -142,7 +185,14 @@ impl FromRequestParts<AppState> for ClientIp {
 /// Only local paths are followed after sign-in (no open redirect).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains("://") => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.contains("://") =>
+        {
+            n.to_string()
+        }
         _ => "/chats".to_string(),
     }
 }

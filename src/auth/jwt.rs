@@ -96,7 +96,10 @@ mod tests {
         let k = keys("current-secret-0123456789");
         let t = k.issue(7, "alice", "alice@example.com", TokenKind::Access);
         let c = k.verify(&t, TokenKind::Access).unwrap();
-        assert_eq!((c.user_id, c.username.as_str(), c.email.as_str()), (7, "alice", "alice@example.com"));
+        assert_eq!(
+            (c.user_id, c.username.as_str(), c.email.as_str()),
+            (7, "alice", "alice@example.com")
+        );
     }
 
     #[test]
@@ -108,15 +111,29 @@ mod tests {
         let mut tampered = good.clone();
         tampered.replace_range(good.len() - 3.., "AAA");
         assert!(k.verify(&tampered, TokenKind::Access).is_none());
-        let expired = Claims { user_id: 1, username: "a".into(), email: "a@b.cd".into(), exp: 1_000, purpose: None };
-        let expired = encode(&Header::default(), &expired, &EncodingKey::from_secret(b"current-secret-0123456789")).unwrap();
+        let expired = Claims {
+            user_id: 1,
+            username: "a".into(),
+            email: "a@b.cd".into(),
+            exp: 1_000,
+            purpose: None,
+        };
+        let expired = encode(
+            &Header::default(),
+            &expired,
+            &EncodingKey::from_secret(b"current-secret-0123456789"),
+        )
+        .unwrap();
         assert!(k.verify(&expired, TokenKind::Access).is_none());
     }
 
     #[test]
     fn the_previous_secret_is_accepted_during_rotation() {
         let old = keys("previous-secret-0123456789");
-        let rotated = JwtKeys::new(&Secret::new("current-secret-0123456789"), Some(&Secret::new("previous-secret-0123456789")));
+        let rotated = JwtKeys::new(
+            &Secret::new("current-secret-0123456789"),
+            Some(&Secret::new("previous-secret-0123456789")),
+        );
         let t = old.issue(3, "bob", "bob@example.com", TokenKind::Access);
         assert_eq!(rotated.verify(&t, TokenKind::Access).unwrap().user_id, 3);
     }

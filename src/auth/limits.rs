@@ -5,7 +5,10 @@
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
-use governor::{clock::{Clock, DefaultClock}, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{
+    clock::{Clock, DefaultClock},
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+};
 
 use crate::{config::Config, error::AppError};
 
@@ -53,9 +56,14 @@ impl RateLimits {
     }
 }
 
-fn check<K: std::hash::Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), AppError> {
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), AppError> {
     limiter.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        AppError::TooManyRequests { retry_after_secs: wait.as_secs().max(1) }
+        AppError::TooManyRequests {
+            retry_after_secs: wait.as_secs().max(1),
+        }
     })
 }

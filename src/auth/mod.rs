@@ -38,9 +38,18 @@ fn session_error(e: tower_sessions::session::Error) -> AppError {
 /// Signs `user` in on this browser: a new session id (no fixation) and a new CSRF token.
 pub async fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
     session.cycle_id().await.map_err(session_error)?;
-    let auth = SessionAuth { user_id: user.user_id, fingerprint: fingerprint(&user.password_hash) };
-    session.insert(AUTH_KEY, auth).await.map_err(session_error)?;
-    session.insert(CSRF_KEY, crate::config::random_secret()).await.map_err(session_error)?;
+    let auth = SessionAuth {
+        user_id: user.user_id,
+        fingerprint: fingerprint(&user.password_hash),
+    };
+    session
+        .insert(AUTH_KEY, auth)
+        .await
+        .map_err(session_error)?;
+    session
+        .insert(CSRF_KEY, crate::config::random_secret())
+        .await
+        .map_err(session_error)?;
     Ok(())
 }
 
@@ -62,11 +71,18 @@ pub(crate) fn fingerprint_matches(user: &User, stored: &str) -> bool {
 /// The session's CSRF token, made on first use (anonymous visitors get one too, so the
 /// sign-in form is protected).
 pub async fn csrf_token(session: &Session) -> Result<String, AppError> {
-    if let Some(token) = session.get::<String>(CSRF_KEY).await.map_err(session_error)? {
+    if let Some(token) = session
+        .get::<String>(CSRF_KEY)
+        .await
+        .map_err(session_error)?
+    {
         return Ok(token);
     }
     let token = crate::config::random_secret();
-    session.insert(CSRF_KEY, token.clone()).await.map_err(session_error)?;
+    session
+        .insert(CSRF_KEY, token.clone())
+        .await
+        .map_err(session_error)?;
     Ok(token)
 }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use argon2::{
-    password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString},
+    password_hash::{
+        rand_core::OsRng, PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString,
+    },
     Algorithm, Argon2, Params, Version,
 };
 use tokio::sync::Semaphore;
@@ -35,7 +37,9 @@ pub enum Verified {
 
 impl PasswordHasher {
     pub fn new(cost: Argon2Cost) -> anyhow::Result<Self> {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let dummy_hash = hash_blocking(cost, "not a real password, only for timing")?;
         Ok(Self {
             cost,
@@ -62,7 +66,9 @@ impl PasswordHasher {
         let cost = self.cost;
         let password = password.to_string();
         let exists = stored.is_some();
-        let stored = stored.map(str::to_string).unwrap_or_else(|| self.dummy_hash.to_string());
+        let stored = stored
+            .map(str::to_string)
+            .unwrap_or_else(|| self.dummy_hash.to_string());
         spawn_blocking_with_tracing(move || {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Ok(Verified::No);
@@ -132,24 +138,47 @@ mod tests {
                 Verified::YesRehashed(new) => {
                     assert!(weak, "{hash} is already strong");
                     assert!(new.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"), "{new}");
-                    assert_eq!(hasher.verify(password, Some(&new)).await.unwrap(), Verified::Yes);
+                    assert_eq!(
+                        hasher.verify(password, Some(&new)).await.unwrap(),
+                        Verified::Yes
+                    );
                 }
                 Verified::No => panic!("{password} does not verify against {hash}"),
             }
-            assert_eq!(hasher.verify("Wrong1password", Some(hash)).await.unwrap(), Verified::No);
+            assert_eq!(
+                hasher.verify("Wrong1password", Some(hash)).await.unwrap(),
+                Verified::No
+            );
         }
     }
 
     #[tokio::test]
     async fn our_hashes_use_the_originals_parameters() {
         let hasher = PasswordHasher::new(Argon2Cost::default()).unwrap();
-        let hash = hasher.hash(&Password::parse("Password231").unwrap()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"), "{hash}");
+        let hash = hasher
+            .hash(&Password::parse("Password231").unwrap())
+            .await
+            .unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"),
+            "{hash}"
+        );
     }
 
     #[tokio::test]
     async fn an_unknown_account_never_verifies() {
-        let hasher = PasswordHasher::new(Argon2Cost { memory_kib: 1024, iterations: 1, parallelism: 1 }).unwrap();
-        assert_eq!(hasher.verify("not a real password, only for timing", None).await.unwrap(), Verified::No);
+        let hasher = PasswordHasher::new(Argon2Cost {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert_eq!(
+            hasher
+                .verify("not a real password, only for timing", None)
+                .await
+                .unwrap(),
+            Verified::No
+        );
     }
 }

@@ -25,7 +25,9 @@ impl DbSessionStore {
     pub async fn new(db: &Db) -> anyhow::Result<Self> {
         let store = match db {
             Db::MySql(pool) => {
-                let schema: String = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await?;
+                let schema: String = sqlx::query_scalar("SELECT DATABASE()")
+                    .fetch_one(pool)
+                    .await?;
                 let store = MySqlStore::new(pool.clone())
                     .with_schema_name(schema)
                     .map_err(anyhow::Error::msg)?
@@ -35,7 +37,9 @@ impl DbSessionStore {
                 Self::MySql(store)
             }
             Db::Sqlite(pool) => {
-                let store = SqliteStore::new(pool.clone()).with_table_name(TABLE).map_err(anyhow::Error::msg)?;
+                let store = SqliteStore::new(pool.clone())
+                    .with_table_name(TABLE)
+                    .map_err(anyhow::Error::msg)?;
                 store.migrate().await?;
                 Self::Sqlite(store)
             }

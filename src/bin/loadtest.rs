@@ -26,7 +26,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-const RATE_LIMIT_HINT: &str = "hint: the server rate-limits sign-ups (SIGNUPS_PER_HOUR, default 20 per IP) and \
+const RATE_LIMIT_HINT: &str =
+    "hint: the server rate-limits sign-ups (SIGNUPS_PER_HOUR, default 20 per IP) and \
 sign-ins (LOGIN_ATTEMPTS_PER_MINUTE, default 10 per account); for load runs start it with \
 SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 (see docs/loadtest.md)";
 
@@ -127,7 +128,10 @@ struct Api {
 
 impl Api {
     fn new(client: reqwest::Client, base: &str) -> Self {
-        Self { client, base: base.trim_end_matches('/').to_string() }
+        Self {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+        }
     }
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
@@ -179,7 +183,11 @@ impl User {
         let resp = api
             .client
             .post(api.url("/api/auth/sign-in"))
-            .form(&[("grant_type", "password"), ("username", &self.email), ("password", password)])
+            .form(&[
+                ("grant_type", "password"),
+                ("username", &self.email),
+                ("password", password),
+            ])
             .send()
             .await
             .context("POST /api/auth/sign-in")?;
@@ -202,8 +210,13 @@ async fn authed(
     if resp.status() != StatusCode::UNAUTHORIZED {
         return Ok(resp);
     }
-    user.refresh(api, password, &token).await.map_err(|e| format!("re-sign-in failed: {e:#}"))?;
-    build(&user.token()).send().await.map_err(|e| short_error(&e))
+    user.refresh(api, password, &token)
+        .await
+        .map_err(|e| format!("re-sign-in failed: {e:#}"))?;
+    build(&user.token())
+        .send()
+        .await
+        .map_err(|e| short_error(&e))
 }
 
 fn short_error(e: &reqwest::Error) -> String {
@@ -238,7 +251,9 @@ async fn check_health(api: &Api) -> Result<()> {
 async fn create_users(args: &Args, api: &Api, run: &str, n: usize) -> Result<Vec<Arc<User>>> {
     let done = AtomicUsize::new(0);
     let started = Instant::now();
-    eprintln!("signing up {n} users (argon2 on the server: this takes ~0.1-0.3 s per user per core)...");
+    eprintln!(
+        "signing up {n} users (argon2 on the server: this takes ~0.1-0.3 s per user per core)..."
+    );
     let users: Vec<Arc<User>> = stream::iter(0..n)
         .map(|i| {
             let done = &done;
@@ -249,14 +264,19 @@ async fn create_users(args: &Args, api: &Api, run: &str, n: usize) -> Result<Vec
                     .client
                     .post(api.url("/api/auth/sign-up"))
                     .query(&[("username", &username)])
-                    .form(&[("grant_type", "password"), ("username", &email), ("password", &args.password)])
+                    .form(&[
+                        ("grant_type", "password"),
+                        ("username", &email),
+                        ("password", &args.password),
+                    ])
                     .send()
                     .await
                     .context("POST /api/auth/sign-up")?;
-                let resp = expect_ok(resp, &format!("POST /api/auth/sign-up?username={username}")).await?;
+                let resp =
+                    expect_ok(resp, &format!("POST /api/auth/sign-up?username={username}")).await?;
                 let body: TokenBody = resp.json().await.context("sign-up response")?;
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % (n / 10).max(1) == 0 || d == n {
+                if d.is_multiple_of((n / 10).max(1)) || d == n {
                     eprintln!("  {d}/{n} users ({:.1} s)", started.elapsed().as_secs_f64());
                 }
                 Ok::<_, anyhow::Error>(Arc::new(User {
@@ -326,7 +346,10 @@ fn mib(kib: Option<u64>) -> String {
 fn open_files_soft_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line.trim_start_matches("Max open files").split_whitespace().next()?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
     if soft == "unlimited" {
         Some(u64::MAX)
     } else {
@@ -573,7 +596,11 @@ async fn run_stream(
         if let Some(id) = &last_id {
             req = req.header("last-event-id", id.as_str());
         }
-        let permit = if ready.is_some() { connect.acquire().await.ok() } else { None };
+        let permit = if ready.is_some() {
+            connect.acquire().await.ok()
+        } else {
+            None
+        };
         let result = tokio::select! {
             r = req.send() => r,
             _ = ctx.stop.cancelled() => return,
@@ -595,7 +622,10 @@ async fn run_stream(
                     StreamEnd::Stopped => return,
                     StreamEnd::Closed => {
                         ctx.stats.ended_by_server.fetch_add(1, Ordering::Relaxed);
-                        note_error(&ctx, format!("stream of {} closed by the server", u.username));
+                        note_error(
+                            &ctx,
+                            format!("stream of {} closed by the server", u.username),
+                        );
                     }
                     StreamEnd::Error(e) => {
                         ctx.stats.read_errors.fetch_add(1, Ordering::Relaxed);
@@ -671,7 +701,9 @@ async fn read_events(
             Ok(None) => return StreamEnd::Closed,
             Err(e) => return StreamEnd::Error(short_error(&e)),
         };
-        ctx.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        ctx.stats
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         buf.extend(bytes.iter().copied().filter(|b| *b != b'\r'));
         let mut start = 0;
         while let Some(pos) = find_blank_line(&buf[start..]) {
@@ -687,7 +719,14 @@ fn find_blank_line(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\n\n")
 }
 
-fn handle_block(ctx: &StreamCtx, block: &[u8], user: usize, slot: usize, at: Instant, last_id: &mut Option<String>) {
+fn handle_block(
+    ctx: &StreamCtx,
+    block: &[u8],
+    user: usize,
+    slot: usize,
+    at: Instant,
+    last_id: &mut Option<String>,
+) {
     let Ok(text) = std::str::from_utf8(block) else {
         ctx.stats.bad_events.fetch_add(1, Ordering::Relaxed);
         return;
@@ -757,13 +796,22 @@ async fn open_streams(
     let connect = Arc::new(tokio::sync::Semaphore::new(connect_concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let started = Instant::now();
-    eprintln!("opening {total} event streams at {}...", ctx.stream_api.base);
+    eprintln!(
+        "opening {total} event streams at {}...",
+        ctx.stream_api.base
+    );
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         let user = i % n_users;
         let slot = per_user[user];
         per_user[user] += 1;
-        tasks.push(tokio::spawn(run_stream(ctx.clone(), user, slot, connect.clone(), tx.clone())));
+        tasks.push(tokio::spawn(run_stream(
+            ctx.clone(),
+            user,
+            slot,
+            connect.clone(),
+            tx.clone(),
+        )));
     }
     drop(tx);
     let mut ok = 0usize;
@@ -778,7 +826,10 @@ async fn open_streams(
             None => bail!("stream tasks ended early ({ok}/{total} open)"),
         }
         if total >= 1000 && (last_report.elapsed() >= Duration::from_secs(2) || ok == total) {
-            eprintln!("  {ok}/{total} streams open ({:.1} s)", started.elapsed().as_secs_f64());
+            eprintln!(
+                "  {ok}/{total} streams open ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
     }
@@ -944,14 +995,20 @@ impl Rss {
                 eprintln!("warning: cannot read VmRSS of pid {pid} (/proc/{pid}/status)");
             }
         }
-        Self { pids: pids.to_vec(), samples: Vec::new() }
+        Self {
+            pids: pids.to_vec(),
+            samples: Vec::new(),
+        }
     }
     fn sample(&mut self, label: &str) {
         let values = self.pids.iter().map(|p| rss_kib(*p)).collect();
         self.samples.push((label.to_string(), values));
     }
     fn get(&self, label: &str, i: usize) -> Option<u64> {
-        self.samples.iter().find(|(l, _)| l == label).and_then(|(_, v)| v[i])
+        self.samples
+            .iter()
+            .find(|(l, _)| l == label)
+            .and_then(|(_, v)| v[i])
     }
     fn json(&self) -> Value {
         Value::Array(
@@ -991,7 +1048,10 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
         bail!("--users must be at least 2 (users are paired)");
     }
     if args.users % 2 == 1 {
-        eprintln!("warning: odd --users: user {} has no partner and only holds a stream", args.users - 1);
+        eprintln!(
+            "warning: odd --users: user {} has no partner and only holds a stream",
+            args.users - 1
+        );
     }
     let total_streams = args.streams.unwrap_or(args.users);
     if total_streams < args.users {
@@ -1018,7 +1078,8 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
         stop: CancellationToken::new(),
         first_error: Mutex::new(None),
     });
-    let (tasks, per_user, open_secs) = open_streams(&ctx, total_streams, args.connect_concurrency).await?;
+    let (tasks, per_user, open_secs) =
+        open_streams(&ctx, total_streams, args.connect_concurrency).await?;
     // Let presence/friendship events from the setup pass before timing.
     tokio::time::sleep(Duration::from_millis(300)).await;
     rss.sample("after_streams");
@@ -1030,13 +1091,22 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
     eprintln!(
         "sending for {} s at {} over {} connections...",
         args.duration,
-        if args.rate > 0.0 { format!("{} msg/s", args.rate) } else { "max rate".into() },
+        if args.rate > 0.0 {
+            format!("{} msg/s", args.rate)
+        } else {
+            "max rate".into()
+        },
         args.concurrency
     );
     let mut senders = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (ctx, schedule, errors, per_user, api) =
-            (ctx.clone(), schedule.clone(), errors.clone(), per_user.clone(), post_api.clone());
+        let (ctx, schedule, errors, per_user, api) = (
+            ctx.clone(),
+            schedule.clone(),
+            errors.clone(),
+            per_user.clone(),
+            post_api.clone(),
+        );
         let (password, pad) = (args.password.clone(), args.message_chars);
         senders.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -1044,7 +1114,8 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
                 let sender = (n as usize) % (pairs * 2);
                 let recipient = sender ^ 1;
                 let (from, to) = (&ctx.users[sender], &ctx.users[recipient]);
-                let body = json!({ "content": content_for(&ctx.run, n, pad), "group_chat_id": null });
+                let body =
+                    json!({ "content": content_for(&ctx.run, n, pad), "group_chat_id": null });
                 let t0 = Instant::now();
                 ctx.tracker.register(n, recipient, per_user[recipient], t0);
                 let result = authed(&api, &password, from, |t| {
@@ -1081,7 +1152,9 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
         send_latencies.extend(s.await?);
     }
     let send_end = Instant::now();
-    let send_secs = send_end.saturating_duration_since(schedule.start).as_secs_f64();
+    let send_secs = send_end
+        .saturating_duration_since(schedule.start)
+        .as_secs_f64();
 
     // Grace: wait for outstanding deliveries.
     let grace_end = send_end + Duration::from_secs_f64(args.grace);
@@ -1093,10 +1166,30 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
     let live_at_end = ctx.stats.live.load(Ordering::Relaxed);
 
     // Tally, then close the streams.
-    let (sent_ok, failed, lost, dup, dup_extra, delivered_after_failure, expected, received, unknown, misrouted, delivery) = {
+    let (
+        sent_ok,
+        failed,
+        lost,
+        dup,
+        dup_extra,
+        delivered_after_failure,
+        expected,
+        received,
+        unknown,
+        misrouted,
+        delivery,
+    ) = {
         let mut inner = ctx.tracker.inner.lock().unwrap();
-        let (mut sent_ok, mut failed, mut lost, mut dup, mut dup_extra, mut after_fail, mut expected, mut received) =
-            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let (
+            mut sent_ok,
+            mut failed,
+            mut lost,
+            mut dup,
+            mut dup_extra,
+            mut after_fail,
+            mut expected,
+            mut received,
+        ) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
         for p in inner.pending.values() {
             let got = p.counts.iter().filter(|c| **c > 0).count() as u64;
             match p.state {
@@ -1117,7 +1210,19 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
             }
         }
         let delivery = std::mem::take(&mut inner.delivery);
-        (sent_ok, failed, lost, dup, dup_extra, after_fail, expected, received, inner.unknown, inner.misrouted, delivery)
+        (
+            sent_ok,
+            failed,
+            lost,
+            dup,
+            dup_extra,
+            after_fail,
+            expected,
+            received,
+            inner.unknown,
+            inner.misrouted,
+            delivery,
+        )
     };
     close_streams(&ctx, tasks).await;
 
@@ -1171,7 +1276,11 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
         let mut out = String::new();
         let _ = writeln!(out, "== loadtest messages (run {run}) ==");
         if cross {
-            let _ = writeln!(out, "post to          {}   streams from {}   (cross-process)", post_api.base, stream_api.base);
+            let _ = writeln!(
+                out,
+                "post to          {}   streams from {}   (cross-process)",
+                post_api.base, stream_api.base
+            );
         } else {
             let _ = writeln!(out, "server           {}", post_api.base);
         }
@@ -1201,7 +1310,11 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
         if delivered_after_failure > 0 {
             let _ = writeln!(out, "note             {delivered_after_failure} deliveries of messages whose POST failed");
         }
-        let _ = writeln!(out, "streams          {live_at_end} live at end; {}", stream_stats_text(&ctx.stats));
+        let _ = writeln!(
+            out,
+            "streams          {live_at_end} live at end; {}",
+            stream_stats_text(&ctx.stats)
+        );
         if let Some(e) = ctx.first_error.lock().unwrap().as_ref() {
             let _ = writeln!(out, "first stream problem: {e}");
         }
@@ -1215,7 +1328,13 @@ async fn run_messages(args: Args, post_api: Api, stream_api: Api, run: String) -
 // ---------------------------------------------------------------------------------------
 // Mode: idle streams
 
-async fn run_idle(args: Args, post_api: Api, stream_api: Api, run: String, total: usize) -> Result<bool> {
+async fn run_idle(
+    args: Args,
+    post_api: Api,
+    stream_api: Api,
+    run: String,
+    total: usize,
+) -> Result<bool> {
     if args.users == 0 || total == 0 {
         bail!("--users and --idle-streams must be at least 1");
     }
@@ -1268,7 +1387,8 @@ async fn run_idle(args: Args, post_api: Api, stream_api: Api, run: String, total
     let live_at_end = ctx.stats.live.load(Ordering::Relaxed);
     close_streams(&ctx, tasks).await;
 
-    let dropped = ctx.stats.ended_by_server.load(Ordering::Relaxed) + ctx.stats.read_errors.load(Ordering::Relaxed);
+    let dropped = ctx.stats.ended_by_server.load(Ordering::Relaxed)
+        + ctx.stats.read_errors.load(Ordering::Relaxed);
     let ok = live_at_end as usize == total && dropped == 0;
     let per_stream: Vec<Option<f64>> = (0..args.server_pid.len())
         .map(|i| {
@@ -1311,7 +1431,10 @@ async fn run_idle(args: Args, post_api: Api, stream_api: Api, run: String, total
         out.push_str(&rss.text());
         for (pid, v) in args.server_pid.iter().zip(&per_stream) {
             if let Some(k) = v {
-                let _ = writeln!(out, "per stream       pid {pid}: {k:.1} KiB (after - before streams, / {total})");
+                let _ = writeln!(
+                    out,
+                    "per stream       pid {pid}: {k:.1} KiB (after - before streams, / {total})"
+                );
             }
         }
         let _ = writeln!(out, "result           {}", if ok { "OK" } else { "FAILED" });
@@ -1338,7 +1461,10 @@ async fn run_history(args: Args, api: Api, run: String) -> Result<bool> {
     befriend_pairs(&args, &api, &users).await?;
     let pairs = args.users / 2;
 
-    eprintln!("seeding {} messages per conversation ({} conversations)...", args.history, pairs);
+    eprintln!(
+        "seeding {} messages per conversation ({} conversations)...",
+        args.history, pairs
+    );
     let seed_total = pairs * args.history;
     let seeded = AtomicUsize::new(0);
     let seed_start = Instant::now();
@@ -1364,7 +1490,10 @@ async fn run_history(args: Args, api: Api, run: String) -> Result<bool> {
                 expect_ok(resp, "seeding POST /api/messages/").await?;
                 let d = seeded.fetch_add(1, Ordering::Relaxed) + 1;
                 if d % (seed_total / 5).max(1) == 0 {
-                    eprintln!("  {d}/{seed_total} ({:.1} s)", seed_start.elapsed().as_secs_f64());
+                    eprintln!(
+                        "  {d}/{seed_total} ({:.1} s)",
+                        seed_start.elapsed().as_secs_f64()
+                    );
                 }
                 Ok::<_, anyhow::Error>(())
             }
@@ -1381,14 +1510,23 @@ async fn run_history(args: Args, api: Api, run: String) -> Result<bool> {
     eprintln!(
         "reading history for {} s at {} over {} connections...",
         args.duration,
-        if args.rate > 0.0 { format!("{} req/s", args.rate) } else { "max rate".into() },
+        if args.rate > 0.0 {
+            format!("{} req/s", args.rate)
+        } else {
+            "max rate".into()
+        },
         args.concurrency
     );
     let users = Arc::new(users);
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (schedule, errors, short_pages, users, api) =
-            (schedule.clone(), errors.clone(), short_pages.clone(), users.clone(), api.clone());
+        let (schedule, errors, short_pages, users, api) = (
+            schedule.clone(),
+            errors.clone(),
+            short_pages.clone(),
+            users.clone(),
+            api.clone(),
+        );
         let password = args.password.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -1399,7 +1537,10 @@ async fn run_history(args: Args, api: Api, run: String) -> Result<bool> {
                 let result = authed(&api, &password, me, |t| {
                     api.client
                         .get(api.url("/api/messages/"))
-                        .query(&[("friend_username", friend.username.as_str()), ("limit", "50")])
+                        .query(&[
+                            ("friend_username", friend.username.as_str()),
+                            ("limit", "50"),
+                        ])
                         .bearer_auth(t)
                 })
                 .await;
@@ -1513,7 +1654,10 @@ async fn run(args: Args) -> Result<bool> {
     if args.url.len() > 2 {
         bail!("at most two --url values: the first for POSTs, the last for streams");
     }
-    let first = args.url.first().ok_or_else(|| anyhow!("--url is required"))?;
+    let first = args
+        .url
+        .first()
+        .ok_or_else(|| anyhow!("--url is required"))?;
     let last = args.url.last().unwrap_or(first);
     for u in &args.url {
         if !u.starts_with("http://") {

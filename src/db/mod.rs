@@ -8,7 +8,9 @@ use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
     ConnectOptions,
 };
 
@@ -109,7 +111,10 @@ impl Db {
 
     /// A round trip to the server, for `/health`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        db_run!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+        db_run!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -133,7 +138,9 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 pub fn now() -> time::PrimitiveDateTime {
     let now = time::OffsetDateTime::now_utc();
     let micros = now.microsecond();
-    let now = now.replace_microsecond(micros).expect("microsecond in range");
+    let now = now
+        .replace_microsecond(micros)
+        .expect("microsecond in range");
     time::PrimitiveDateTime::new(now.date(), now.time())
 }
 
@@ -183,7 +190,9 @@ pub mod serde_time {
         s.serialize_str(&super::format_time(*t))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<time::PrimitiveDateTime, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<time::PrimitiveDateTime, D::Error> {
         let raw = String::deserialize(d)?;
         time::PrimitiveDateTime::parse(&raw, FORMAT).map_err(serde::de::Error::custom)
     }
@@ -191,14 +200,21 @@ pub mod serde_time {
     pub mod option {
         use serde::{Deserialize, Deserializer, Serializer};
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<time::PrimitiveDateTime>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<time::PrimitiveDateTime>, D::Error> {
             match Option::<String>::deserialize(d)? {
                 None => Ok(None),
-                Some(raw) => time::PrimitiveDateTime::parse(&raw, super::FORMAT).map(Some).map_err(serde::de::Error::custom),
+                Some(raw) => time::PrimitiveDateTime::parse(&raw, super::FORMAT)
+                    .map(Some)
+                    .map_err(serde::de::Error::custom),
             }
         }
 
-        pub fn serialize<S: Serializer>(t: &Option<time::PrimitiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<time::PrimitiveDateTime>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => s.serialize_str(&super::super::format_time(*t)),
                 None => s.serialize_none(),

@@ -30,7 +30,9 @@ impl Cursor {
             Cursor::Next(k) => (true, k),
             Cursor::Prev(k) => (false, k),
         };
-        key.parse().map(|k| (forward, k)).map_err(|_| INVALID_CURSOR)
+        key.parse()
+            .map(|k| (forward, k))
+            .map_err(|_| INVALID_CURSOR)
     }
 }
 
@@ -49,7 +51,12 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from rows fetched with one extra row (`limit + 1`) in the direction
     /// of travel, which tells whether more pages lie that way. `rows` are in display order.
-    pub fn from_rows(mut rows: Vec<T>, limit: usize, cursor: Option<&Cursor>, key: impl Fn(&T) -> String) -> Self {
+    pub fn from_rows(
+        mut rows: Vec<T>,
+        limit: usize,
+        cursor: Option<&Cursor>,
+        key: impl Fn(&T) -> String,
+    ) -> Self {
         let backward = matches!(cursor, Some(Cursor::Prev(_)));
         let more = rows.len() > limit;
         if more {
@@ -64,9 +71,19 @@ impl<T> Page<T> {
             Some(Cursor::Next(_)) => (true, more),
             Some(Cursor::Prev(_)) => (more, true),
         };
-        let prev_page = has_prev.then(|| rows.first().map(|r| format!("prev___{}", key(r)))).flatten();
-        let next_page = has_next.then(|| rows.last().map(|r| format!("next___{}", key(r)))).flatten();
-        Page { cursor: CursorLinks { prev_page, next_page }, results: rows }
+        let prev_page = has_prev
+            .then(|| rows.first().map(|r| format!("prev___{}", key(r))))
+            .flatten();
+        let next_page = has_next
+            .then(|| rows.last().map(|r| format!("next___{}", key(r))))
+            .flatten();
+        Page {
+            cursor: CursorLinks {
+                prev_page,
+                next_page,
+            },
+            results: rows,
+        }
     }
 }
 

@@ -74,7 +74,9 @@ impl Username {
     /// no two of `_`/`.` in a row.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
         let len = s.chars().count();
-        let allowed = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let allowed = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         let is_sep = |c: char| c == '_' || c == '.';
         let bad_edges = s.starts_with(is_sep) || s.ends_with(is_sep);
         let doubled = s
@@ -174,7 +176,14 @@ mod tests {
 
     #[test]
     fn the_originals_usernames() {
-        for ok in ["valid_username.23", "vAli", "hello.world", "223221", "USERNAME", "hie"] {
+        for ok in [
+            "valid_username.23",
+            "vAli",
+            "hello.world",
+            "223221",
+            "USERNAME",
+            "hie",
+        ] {
             assert!(Username::parse(ok).is_ok(), "{ok} should be valid");
         }
         for bad in [
@@ -197,7 +206,12 @@ mod tests {
         for ok in ["email@email.com", "my.ownsite@ourearth.org"] {
             assert!(Email::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["@email.com", "cool.cool", "not an email", "google.email@com"] {
+        for bad in [
+            "@email.com",
+            "cool.cool",
+            "not an email",
+            "google.email@com",
+        ] {
             assert_eq!(Email::parse(bad), Err("invalid email"), "{bad}");
         }
     }
@@ -207,7 +221,13 @@ mod tests {
         for ok in ["Password231", "eloWor1d", "2_password_D-*9)"] {
             assert!(Password::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["aBC4567", "not_upper_case2", "ONLY UPPER12 CASE", "noNumbers", "22123233"] {
+        for bad in [
+            "aBC4567",
+            "not_upper_case2",
+            "ONLY UPPER12 CASE",
+            "noNumbers",
+            "22123233",
+        ] {
             assert!(Password::parse(bad).is_err(), "{bad}");
         }
     }

@@ -121,7 +121,13 @@ impl EventHub {
 
     /// How many streams this process holds.
     pub fn stream_count(&self) -> usize {
-        self.inner.subscribers.lock().expect("hub lock").values().map(Vec::len).sum()
+        self.inner
+            .subscribers
+            .lock()
+            .expect("hub lock")
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 
     /// Registers a stream for `user_id`. Register before reading the watermark: every
@@ -138,13 +144,20 @@ impl EventHub {
         if first {
             self.inner.presence.stream_opened(user_id, self.clone());
         }
-        Subscription { events: rx, hub: self.clone(), user_id, id }
+        Subscription {
+            events: rx,
+            hub: self.clone(),
+            user_id,
+            id,
+        }
     }
 
     fn unsubscribe(&self, user_id: i32, id: u64) {
         let last = {
             let mut subs = self.inner.subscribers.lock().expect("hub lock");
-            let Some(list) = subs.get_mut(&user_id) else { return };
+            let Some(list) = subs.get_mut(&user_id) else {
+                return;
+            };
             list.retain(|s| s.id != id);
             if list.is_empty() {
                 subs.remove(&user_id);
@@ -159,23 +172,38 @@ impl EventHub {
     }
 
     pub(crate) fn has_streams(&self, user_id: i32) -> bool {
-        self.inner.subscribers.lock().expect("hub lock").contains_key(&user_id)
+        self.inner
+            .subscribers
+            .lock()
+            .expect("hub lock")
+            .contains_key(&user_id)
     }
 
     pub(crate) fn users_with_streams(&self) -> Vec<i32> {
-        self.inner.subscribers.lock().expect("hub lock").keys().copied().collect()
+        self.inner
+            .subscribers
+            .lock()
+            .expect("hub lock")
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Hands one event to its user's streams. A stream whose buffer is full is dropped:
     /// its client reconnects and resumes from its last id instead of growing memory.
     fn dispatch(&self, event: StoredEvent) {
         let mut subs = self.inner.subscribers.lock().expect("hub lock");
-        let Some(list) = subs.get_mut(&event.user_id) else { return };
+        let Some(list) = subs.get_mut(&event.user_id) else {
+            return;
+        };
         let event = Arc::new(event);
         list.retain(|s| match s.tx.try_send(event.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(user_id = event.user_id, "event stream too slow; disconnecting it");
+                tracing::warn!(
+                    user_id = event.user_id,
+                    "event stream too slow; disconnecting it"
+                );
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -211,7 +239,11 @@ impl EventHub {
                             stalled = true;
                             break;
                         }
-                        tracing::debug!(from = cursor + 1, to = event.event_id - 1, "skipping event ids never committed");
+                        tracing::debug!(
+                            from = cursor + 1,
+                            to = event.event_id - 1,
+                            "skipping event ids never committed"
+                        );
                     }
                     cursor = event.event_id;
                     self.dispatch(event);

@@ -30,7 +30,11 @@ pub struct Presence {
 
 impl Presence {
     pub fn new(db: Db, process_id: String, grace: Duration) -> Self {
-        Self { db, process_id, grace }
+        Self {
+            db,
+            process_id,
+            grace,
+        }
     }
 
     fn expiry() -> time::PrimitiveDateTime {
@@ -65,7 +69,9 @@ impl Presence {
 
     pub async fn heartbeat(&self, hub: &EventHub) {
         let held = hub.users_with_streams();
-        if let Err(e) = event_store::presence_renew(&self.db, &self.process_id, &held, Self::expiry()).await {
+        if let Err(e) =
+            event_store::presence_renew(&self.db, &self.process_id, &held, Self::expiry()).await
+        {
             tracing::warn!(error = %e, "presence heartbeat failed");
         }
         match event_store::presence_expire(&self.db).await {
@@ -87,10 +93,15 @@ impl Presence {
 /// they came online or went offline.
 async fn announce(db: &Db, hub: &EventHub, user_id: i32, status: &str) {
     let result = async {
-        let Some(user) = users::by_id(db, user_id).await? else { return Ok(()) };
+        let Some(user) = users::by_id(db, user_id).await? else {
+            return Ok(());
+        };
         let friend_ids = friends::accepted_friend_ids(db, user_id).await?;
         let payload = json!({ "user_id": user_id, "username": user.username, "status": status });
-        let events: Vec<NewEvent> = friend_ids.into_iter().map(|f| NewEvent::new(f, "presence", &payload)).collect();
+        let events: Vec<NewEvent> = friend_ids
+            .into_iter()
+            .map(|f| NewEvent::new(f, "presence", &payload))
+            .collect();
         event_store::write(db, &events).await
     }
     .await;

@@ -90,6 +90,9 @@ pub fn open(hub: &EventHub, user_id: i32, last_id: Option<i64>, encode: Encoder)
 /// The API's encoding: `id`, `event: <kind>`, `data: <one-line JSON>`.
 pub fn json_encoder() -> Encoder {
     Arc::new(|event: &StoredEvent| {
-        vec![Event::default().id(event.event_id.to_string()).event(&event.kind).data(&event.payload)]
+        vec![Event::default()
+            .id(event.event_id.to_string())
+            .event(&event.kind)
+            .data(&event.payload)]
     })
 }

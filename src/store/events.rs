@@ -52,8 +52,9 @@ macro_rules! impl_outbox {
                     return Ok(());
                 }
                 let now = crate::db::now();
-                let mut insert =
-                    QueryBuilder::new("INSERT INTO event (user_id, kind, payload, created_date_time) ");
+                let mut insert = QueryBuilder::new(
+                    "INSERT INTO event (user_id, kind, payload, created_date_time) ",
+                );
                 insert.push_values(events, |mut row, e| {
                     row.push_bind(e.user_id)
                         .push_bind(e.kind)
@@ -82,16 +83,30 @@ pub async fn write(db: &Db, events: &[NewEvent]) -> Result<(), sqlx::Error> {
 /// The next events of every user after `after_id`, oldest first: the tailer's one query.
 pub async fn after(db: &Db, after_id: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let sql = "SELECT event_id, user_id, kind, payload FROM event WHERE event_id > ? ORDER BY event_id LIMIT ?";
-    db_run!(db, |pool| sqlx::query_as::<_, StoredEvent>(sql).bind(after_id).bind(limit).fetch_all(pool).await)
+    db_run!(db, |pool| sqlx::query_as::<_, StoredEvent>(sql)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)
 }
 
 /// One user's replayable events in `(after_id, up_to]`, oldest first, for a resuming stream.
-pub async fn for_user_between(db: &Db, user_id: i32, after_id: i64, up_to: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub async fn for_user_between(
+    db: &Db,
+    user_id: i32,
+    after_id: i64,
+    up_to: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let sql = "SELECT event_id, user_id, kind, payload FROM event \
                WHERE user_id = ? AND event_id > ? AND event_id <= ? AND kind <> 'typing' \
                ORDER BY event_id LIMIT 10000";
     db_run!(db, |pool| {
-        sqlx::query_as::<_, StoredEvent>(sql).bind(user_id).bind(after_id).bind(up_to).fetch_all(pool).await
+        sqlx::query_as::<_, StoredEvent>(sql)
+            .bind(user_id)
+            .bind(after_id)
+            .bind(up_to)
+            .fetch_all(pool)
+            .await
     })
 }
 
@@ -107,11 +122,18 @@ pub async fn max_id(db: &Db) -> Result<i64, sqlx::Error> {
 
 /// The oldest event id still retained, if any.
 pub async fn min_id(db: &Db) -> Result<Option<i64>, sqlx::Error> {
-    db_run!(db, |pool| sqlx::query_scalar::<_, Option<i64>>("SELECT MIN(event_id) FROM event").fetch_one(pool).await)
+    db_run!(db, |pool| sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MIN(event_id) FROM event"
+    )
+    .fetch_one(pool)
+    .await)
 }
 
 /// Deletes events older than the retention window; returns how many went.
-pub async fn prune_older_than(db: &Db, cutoff: time::PrimitiveDateTime) -> Result<u64, sqlx::Error> {
+pub async fn prune_older_than(
+    db: &Db,
+    cutoff: time::PrimitiveDateTime,
+) -> Result<u64, sqlx::Error> {
     db_run!(db, |pool| {
         sqlx::query("DELETE FROM event WHERE created_date_time < ?")
             .bind(cutoff)
@@ -125,14 +147,21 @@ pub async fn prune_older_than(db: &Db, cutoff: time::PrimitiveDateTime) -> Resul
 
 /// Marks `user_id` online on this process until `expires`; true when no live row
 /// existed (on any process, this one included), i.e. the user just came online.
-pub async fn presence_claim(db: &Db, user_id: i32, process_id: &str, expires: time::PrimitiveDateTime) -> Result<bool, sqlx::Error> {
+pub async fn presence_claim(
+    db: &Db,
+    user_id: i32,
+    process_id: &str,
+    expires: time::PrimitiveDateTime,
+) -> Result<bool, sqlx::Error> {
     let now = crate::db::now();
     let others: i64 = db_run!(db, |pool| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM presence WHERE user_id = ? AND expires_date_time > ?")
-            .bind(user_id)
-            .bind(now)
-            .fetch_one(pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM presence WHERE user_id = ? AND expires_date_time > ?",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(pool)
+        .await
     })?;
     let upsert = match db {
         Db::MySql(_) => "INSERT INTO presence (user_id, process_id, expires_date_time) VALUES (?, ?, ?) \
@@ -140,19 +169,33 @@ pub async fn presence_claim(db: &Db, user_id: i32, process_id: &str, expires: ti
         Db::Sqlite(_) => "INSERT INTO presence (user_id, process_id, expires_date_time) VALUES (?, ?, ?) \
                           ON CONFLICT (user_id, process_id) DO UPDATE SET expires_date_time = excluded.expires_date_time",
     };
-    db_run!(db, |pool| sqlx::query(upsert).bind(user_id).bind(process_id).bind(expires).execute(pool).await.map(|_| ()))?;
+    db_run!(db, |pool| sqlx::query(upsert)
+        .bind(user_id)
+        .bind(process_id)
+        .bind(expires)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
     Ok(others == 0)
 }
 
 /// Renews this process's rows for the users it still holds streams of.
-pub async fn presence_renew(db: &Db, process_id: &str, user_ids: &[i32], expires: time::PrimitiveDateTime) -> Result<(), sqlx::Error> {
+pub async fn presence_renew(
+    db: &Db,
+    process_id: &str,
+    user_ids: &[i32],
+    expires: time::PrimitiveDateTime,
+) -> Result<(), sqlx::Error> {
     if user_ids.is_empty() {
         return Ok(());
     }
     for chunk in user_ids.chunks(500) {
         db_run!(db, |pool| {
             let mut q = QueryBuilder::new("UPDATE presence SET expires_date_time = ");
-            q.push_bind(expires).push(" WHERE process_id = ").push_bind(process_id).push(" AND user_id IN (");
+            q.push_bind(expires)
+                .push(" WHERE process_id = ")
+                .push_bind(process_id)
+                .push(" AND user_id IN (");
             let mut ids = q.separated(", ");
             for id in chunk {
                 ids.push_bind(*id);
@@ -166,7 +209,11 @@ pub async fn presence_renew(db: &Db, process_id: &str, user_ids: &[i32], expires
 
 /// Removes this process's row for a user; true when no other live row remains, i.e. the
 /// user just went offline.
-pub async fn presence_release(db: &Db, user_id: i32, process_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn presence_release(
+    db: &Db,
+    user_id: i32,
+    process_id: &str,
+) -> Result<bool, sqlx::Error> {
     let deleted = db_run!(db, |pool| {
         sqlx::query("DELETE FROM presence WHERE user_id = ? AND process_id = ?")
             .bind(user_id)
@@ -183,10 +230,12 @@ pub async fn presence_release(db: &Db, user_id: i32, process_id: &str) -> Result
 pub async fn presence_expire(db: &Db) -> Result<Vec<i32>, sqlx::Error> {
     let now = crate::db::now();
     let expired: Vec<(i32, String)> = db_run!(db, |pool| {
-        sqlx::query_as("SELECT user_id, process_id FROM presence WHERE expires_date_time <= ? LIMIT 1000")
-            .bind(now)
-            .fetch_all(pool)
-            .await
+        sqlx::query_as(
+            "SELECT user_id, process_id FROM presence WHERE expires_date_time <= ? LIMIT 1000",
+        )
+        .bind(now)
+        .fetch_all(pool)
+        .await
     })?;
     let mut offline = Vec::new();
     for (user_id, process_id) in expired {
@@ -209,23 +258,29 @@ pub async fn presence_expire(db: &Db) -> Result<Vec<i32>, sqlx::Error> {
 pub async fn is_online(db: &Db, user_id: i32) -> Result<bool, sqlx::Error> {
     let now = crate::db::now();
     let n: i64 = db_run!(db, |pool| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM presence WHERE user_id = ? AND expires_date_time > ?")
-            .bind(user_id)
-            .bind(now)
-            .fetch_one(pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM presence WHERE user_id = ? AND expires_date_time > ?",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(pool)
+        .await
     })?;
     Ok(n > 0)
 }
 
 /// Which of `user_ids` are online now (one query).
-pub async fn online_among(db: &Db, user_ids: &[i32]) -> Result<std::collections::HashSet<i32>, sqlx::Error> {
+pub async fn online_among(
+    db: &Db,
+    user_ids: &[i32],
+) -> Result<std::collections::HashSet<i32>, sqlx::Error> {
     if user_ids.is_empty() {
         return Ok(Default::default());
     }
     let now = crate::db::now();
     let rows: Vec<i32> = db_run!(db, |pool| {
-        let mut q = QueryBuilder::new("SELECT DISTINCT user_id FROM presence WHERE expires_date_time > ");
+        let mut q =
+            QueryBuilder::new("SELECT DISTINCT user_id FROM presence WHERE expires_date_time > ");
         q.push_bind(now).push(" AND user_id IN (");
         let mut ids = q.separated(", ");
         for id in user_ids {

@@ -10,11 +10,17 @@ use serde_json::json;
 use sqlx::{FromRow, QueryBuilder};
 use time::PrimitiveDateTime;
 
-use super::{events::{NewEvent, Outbox}, users::{User, UserId, UserSummary}};
+use super::{
+    events::{NewEvent, Outbox},
+    users::{User, UserId, UserSummary},
+};
 use crate::{
     db::Db,
     db_run, db_tx,
-    domain::{cursor::{Cursor, Page}, FriendshipStatus},
+    domain::{
+        cursor::{Cursor, Page},
+        FriendshipStatus,
+    },
     error::AppError,
 };
 
@@ -84,7 +90,8 @@ const LATEST_FOR_PAIR: &str = "SELECT s.requester_id, s.addressee_id, s.status_c
      ORDER BY s.specified_date_time DESC LIMIT 1";
 
 /// `SELECT … FOR UPDATE` on MySQL; SQLite's `BEGIN IMMEDIATE` already serializes writers.
-const LOCK_PAIR_MYSQL: &str = "SELECT user_id FROM user WHERE user_id IN (?, ?) ORDER BY user_id FOR UPDATE";
+const LOCK_PAIR_MYSQL: &str =
+    "SELECT user_id FROM user WHERE user_id IN (?, ?) ORDER BY user_id FOR UPDATE";
 
 /// The latest status between `a` and `b`, read inside a transaction of either backend.
 macro_rules! latest_in_tx {
@@ -104,7 +111,11 @@ macro_rules! latest_in_tx {
 macro_rules! lock_pair {
     ($db:expr, $tx:expr, $a:expr, $b:expr) => {
         if matches!($db, Db::MySql(_)) {
-            sqlx::query(LOCK_PAIR_MYSQL).bind($a).bind($b).fetch_all(&mut *$tx).await?;
+            sqlx::query(LOCK_PAIR_MYSQL)
+                .bind($a)
+                .bind($b)
+                .fetch_all(&mut *$tx)
+                .await?;
         }
     };
 }
@@ -137,17 +148,29 @@ macro_rules! append_status {
 /// The latest status between two users, if they have a friendship.
 pub async fn latest(db: &Db, a: UserId, b: UserId) -> Result<Option<Latest>, sqlx::Error> {
     let row = db_run!(db, |pool| {
-        sqlx::query_as::<_, LatestRow>(LATEST_FOR_PAIR).bind(a).bind(b).bind(b).bind(a).fetch_optional(pool).await
+        sqlx::query_as::<_, LatestRow>(LATEST_FOR_PAIR)
+            .bind(a)
+            .bind(b)
+            .bind(b)
+            .bind(a)
+            .fetch_optional(pool)
+            .await
     })?;
     Ok(row.and_then(Latest::from_row))
 }
 
 pub async fn relationship(db: &Db, me: UserId, other: UserId) -> Result<Relationship, sqlx::Error> {
-    Ok(latest(db, me, other).await?.map_or(Relationship::None, |l| l.relationship_for(me)))
+    Ok(latest(db, me, other)
+        .await?
+        .map_or(Relationship::None, |l| l.relationship_for(me)))
 }
 
 /// How each of `others` stands with me, in one query.
-pub async fn relationships(db: &Db, me: UserId, others: &[UserId]) -> Result<HashMap<UserId, Relationship>, sqlx::Error> {
+pub async fn relationships(
+    db: &Db,
+    me: UserId,
+    others: &[UserId],
+) -> Result<HashMap<UserId, Relationship>, sqlx::Error> {
     if others.is_empty() {
         return Ok(HashMap::new());
     }
@@ -156,7 +179,10 @@ pub async fn relationships(db: &Db, me: UserId, others: &[UserId]) -> Result<Has
             "SELECT s.requester_id, s.addressee_id, s.status_code_id, s.specifier_id, s.specified_date_time \
              FROM friendship_status s WHERE (s.requester_id = ",
         );
-        q.push_bind(me).push(" OR s.addressee_id = ").push_bind(me).push(") AND (s.requester_id IN (");
+        q.push_bind(me)
+            .push(" OR s.addressee_id = ")
+            .push_bind(me)
+            .push(") AND (s.requester_id IN (");
         let mut ids = q.separated(", ");
         for id in others {
             ids.push_bind(*id);
@@ -171,7 +197,11 @@ pub async fn relationships(db: &Db, me: UserId, others: &[UserId]) -> Result<Has
     })?;
     let mut map = HashMap::new();
     for latest in rows.into_iter().filter_map(Latest::from_row) {
-        let other = if latest.requester_id == me { latest.addressee_id } else { latest.requester_id };
+        let other = if latest.requester_id == me {
+            latest.addressee_id
+        } else {
+            latest.requester_id
+        };
         // Rows come oldest first, so the last one written per pair wins.
         map.insert(other, latest.relationship_for(me));
     }
@@ -186,23 +216,35 @@ pub struct CreatedRequest {
 }
 
 fn friendship_event(to: UserId, from: &User, status: &str) -> NewEvent {
-    NewEvent::new(to, "friendship", &json!({ "user_id": from.user_id, "username": from.username, "status": status }))
+    NewEvent::new(
+        to,
+        "friendship",
+        &json!({ "user_id": from.user_id, "username": from.username, "status": status }),
+    )
 }
 
 /// `me` asks `target` to be friends.
 #[tracing::instrument(skip_all, fields(me = me.user_id, target = target.user_id))]
 pub async fn request(db: &Db, me: &User, target: &User) -> Result<CreatedRequest, AppError> {
     if me.user_id == target.user_id {
-        return Err(AppError::bad_request("cannot send friendship request to yourself"));
+        return Err(AppError::bad_request(
+            "cannot send friendship request to yourself",
+        ));
     }
     let (a, b) = (me.user_id, target.user_id);
     db_tx!(db, |tx| {
         lock_pair!(db, tx, a, b);
         match latest_in_tx!(tx, a, b) {
             Some(l) if l.status == FriendshipStatus::Requested => {
-                return Err(AppError::bad_request("a friendship request was already sent"))
+                return Err(AppError::bad_request(
+                    "a friendship request was already sent",
+                ))
             }
-            Some(_) => return Err(AppError::bad_request("you cannot send a friendship request")),
+            Some(_) => {
+                return Err(AppError::bad_request(
+                    "you cannot send a friendship request",
+                ))
+            }
             None => {}
         }
         // A friendship row without statuses (never written by either service) is reused.
@@ -217,10 +259,25 @@ pub async fn request(db: &Db, me: &User, target: &User) -> Result<CreatedRequest
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        append_status!(tx, a, b, FriendshipStatus::Requested, a, None::<PrimitiveDateTime>);
-        let event = NewEvent::new(b, "friend_request", &json!({ "user_id": a, "username": me.username }));
+        append_status!(
+            tx,
+            a,
+            b,
+            FriendshipStatus::Requested,
+            a,
+            None::<PrimitiveDateTime>
+        );
+        let event = NewEvent::new(
+            b,
+            "friend_request",
+            &json!({ "user_id": a, "username": me.username }),
+        );
         tx.write_events(&[event]).await?;
-        Ok(CreatedRequest { requester_id: a, addressee_id: b, created_date_time: format_time(now) })
+        Ok(CreatedRequest {
+            requester_id: a,
+            addressee_id: b,
+            created_date_time: format_time(now),
+        })
     })
 }
 
@@ -228,7 +285,11 @@ pub async fn request(db: &Db, me: &User, target: &User) -> Result<CreatedRequest
 #[tracing::instrument(skip_all, fields(me = me.user_id, requester = requester.user_id))]
 pub async fn answer(db: &Db, me: &User, requester: &User, accept: bool) -> Result<(), AppError> {
     let (a, b) = (me.user_id, requester.user_id);
-    let status = if accept { FriendshipStatus::Accepted } else { FriendshipStatus::Declined };
+    let status = if accept {
+        FriendshipStatus::Accepted
+    } else {
+        FriendshipStatus::Declined
+    };
     db_tx!(db, |tx| {
         lock_pair!(db, tx, a, b);
         let latest = latest_in_tx!(tx, a, b);
@@ -236,7 +297,9 @@ pub async fn answer(db: &Db, me: &User, requester: &User, accept: bool) -> Resul
             return Err(AppError::not_found("friendship was not found"));
         };
         match l.status {
-            FriendshipStatus::Blocked => return Err(AppError::bad_request("friendship is blocked")),
+            FriendshipStatus::Blocked => {
+                return Err(AppError::bad_request("friendship is blocked"))
+            }
             FriendshipStatus::Requested => {}
             _ => return Err(AppError::bad_request("friend request already addressed")),
         }
@@ -263,7 +326,14 @@ pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
                 return Err(AppError::bad_request("friendship is blocked"))
             }
             Some(l) => {
-                append_status!(tx, l.requester_id, l.addressee_id, FriendshipStatus::Blocked, a, Some(l.at));
+                append_status!(
+                    tx,
+                    l.requester_id,
+                    l.addressee_id,
+                    FriendshipStatus::Blocked,
+                    a,
+                    Some(l.at)
+                );
             }
             None => {
                 sqlx::query("DELETE FROM friendship WHERE (requester_id = ? AND addressee_id = ?) OR (requester_id = ? AND addressee_id = ?)")
@@ -276,12 +346,20 @@ pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
                     .bind(crate::db::now())
                     .execute(&mut *tx)
                     .await?;
-                append_status!(tx, a, b, FriendshipStatus::Blocked, a, None::<PrimitiveDateTime>);
+                append_status!(
+                    tx,
+                    a,
+                    b,
+                    FriendshipStatus::Blocked,
+                    a,
+                    None::<PrimitiveDateTime>
+                );
             }
         }
         // The blocked user is not told of the block; they see a friend or a request vanish.
         if was_friend_or_pending {
-            tx.write_events(&[friendship_event(b, me, "removed")]).await?;
+            tx.write_events(&[friendship_event(b, me, "removed")])
+                .await?;
         }
         Ok(())
     })
@@ -290,7 +368,12 @@ pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
 /// Deletes the friendship and its history: cancels a request, unfriends, or (for the
 /// user who blocked) unblocks. A user blocked by the other cannot lift the block this way.
 #[tracing::instrument(skip_all, fields(me = me.user_id, other = other.user_id))]
-pub async fn delete(db: &Db, me: &User, other: &User, only_if_blocked_by_me: bool) -> Result<(), AppError> {
+pub async fn delete(
+    db: &Db,
+    me: &User,
+    other: &User,
+    only_if_blocked_by_me: bool,
+) -> Result<(), AppError> {
     let (a, b) = (me.user_id, other.user_id);
     db_tx!(db, |tx| {
         lock_pair!(db, tx, a, b);
@@ -313,7 +396,8 @@ pub async fn delete(db: &Db, me: &User, other: &User, only_if_blocked_by_me: boo
             .execute(&mut *tx)
             .await?;
         if relationship != Relationship::BlockedByMe {
-            tx.write_events(&[friendship_event(b, me, "removed")]).await?;
+            tx.write_events(&[friendship_event(b, me, "removed")])
+                .await?;
         }
         Ok(())
     })
@@ -337,7 +421,13 @@ const LATEST_SPECIFIER: &str = "(SELECT s.specifier_id FROM friendship_status s 
 
 /// One page of a list, ordered by username, keyed on it: one indexed query per page.
 #[tracing::instrument(skip(db))]
-pub async fn list(db: &Db, me: UserId, kind: ListKind, cursor: Option<&Cursor>, limit: u32) -> Result<Page<UserSummary>, sqlx::Error> {
+pub async fn list(
+    db: &Db,
+    me: UserId,
+    kind: ListKind,
+    cursor: Option<&Cursor>,
+    limit: u32,
+) -> Result<Page<UserSummary>, sqlx::Error> {
     let limit = limit.clamp(1, 100) as usize;
     let (sent, received) = match kind {
         ListKind::Friends | ListKind::Blocked => (true, true),
@@ -375,10 +465,14 @@ pub async fn list(db: &Db, me: UserId, kind: ListKind, cursor: Option<&Cursor>, 
         q.push(") pair JOIN user u ON u.user_id = pair.other_id");
         match cursor {
             Some(Cursor::Next(key)) => {
-                q.push(" WHERE u.username > ").push_bind(key.as_str()).push(" ORDER BY u.username ASC");
+                q.push(" WHERE u.username > ")
+                    .push_bind(key.as_str())
+                    .push(" ORDER BY u.username ASC");
             }
             Some(Cursor::Prev(key)) => {
-                q.push(" WHERE u.username < ").push_bind(key.as_str()).push(" ORDER BY u.username DESC");
+                q.push(" WHERE u.username < ")
+                    .push_bind(key.as_str())
+                    .push(" ORDER BY u.username DESC");
             }
             None => {
                 q.push(" ORDER BY u.username ASC");
@@ -411,10 +505,28 @@ pub async fn counts(db: &Db, me: UserId) -> Result<HashMap<&'static str, i64>, s
     let row: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = match db {
         Db::MySql(pool) => {
             // MySQL's SUM is DECIMAL; cast for a portable i64.
-            let sql = sql.replace("SUM(", "CAST(SUM(").replace(" END)", " END) AS SIGNED)");
-            sqlx::query_as(&sql).bind(me).bind(me).bind(me).bind(me).bind(me).fetch_one(pool).await?
+            let sql = sql
+                .replace("SUM(", "CAST(SUM(")
+                .replace(" END)", " END) AS SIGNED)");
+            sqlx::query_as(&sql)
+                .bind(me)
+                .bind(me)
+                .bind(me)
+                .bind(me)
+                .bind(me)
+                .fetch_one(pool)
+                .await?
         }
-        Db::Sqlite(pool) => sqlx::query_as(&sql).bind(me).bind(me).bind(me).bind(me).bind(me).fetch_one(pool).await?,
+        Db::Sqlite(pool) => {
+            sqlx::query_as(&sql)
+                .bind(me)
+                .bind(me)
+                .bind(me)
+                .bind(me)
+                .bind(me)
+                .fetch_one(pool)
+                .await?
+        }
     };
     Ok(HashMap::from([
         ("friends", row.0.unwrap_or(0)),
@@ -430,16 +542,28 @@ pub async fn accepted_friend_ids(db: &Db, me: UserId) -> Result<Vec<UserId>, sql
         "SELECT f.addressee_id FROM friendship f WHERE f.requester_id = ? AND {LATEST_CODE} = 'A' \
          UNION ALL SELECT f.requester_id FROM friendship f WHERE f.addressee_id = ? AND {LATEST_CODE} = 'A'"
     );
-    db_run!(db, |pool| sqlx::query_scalar(&sql).bind(me).bind(me).fetch_all(pool).await)
+    db_run!(db, |pool| sqlx::query_scalar(&sql)
+        .bind(me)
+        .bind(me)
+        .fetch_all(pool)
+        .await)
 }
 
 /// Users whose name starts with `prefix`, leaving out me and anyone who blocked me.
 #[tracing::instrument(skip(db))]
-pub async fn search(db: &Db, me: UserId, prefix: &str, limit: u32) -> Result<Vec<UserSummary>, sqlx::Error> {
-    let escaped: String = prefix.chars().flat_map(|c| match c {
-        '%' | '_' | '!' => vec!['!', c],
-        c => vec![c],
-    }).collect();
+pub async fn search(
+    db: &Db,
+    me: UserId,
+    prefix: &str,
+    limit: u32,
+) -> Result<Vec<UserSummary>, sqlx::Error> {
+    let escaped: String = prefix
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '!' => vec!['!', c],
+            c => vec![c],
+        })
+        .collect();
     let pattern = format!("{escaped}%");
     let sql = format!(
         "SELECT u.user_id, u.username FROM user u \

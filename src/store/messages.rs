@@ -14,7 +14,10 @@ use super::{
 use crate::{
     db::{self, Db, InsertedId},
     db_run, db_tx,
-    domain::{cursor::{Cursor, Page}, FriendshipStatus, GroupName, MessageContent},
+    domain::{
+        cursor::{Cursor, Page},
+        FriendshipStatus, GroupName, MessageContent,
+    },
     error::{AppError, AppResult},
 };
 
@@ -37,7 +40,8 @@ pub struct Message {
     pub seen: Option<bool>,
 }
 
-const MESSAGE_COLUMNS: &str = "m.message_id, m.sender_id, su.username AS sender_username, m.reciever_id, m.content, \
+const MESSAGE_COLUMNS: &str =
+    "m.message_id, m.sender_id, su.username AS sender_username, m.reciever_id, m.content, \
      m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen";
 
 /// Which conversation: a direct one with a user, or a group chat.
@@ -69,10 +73,12 @@ macro_rules! fetch_message {
 
 macro_rules! group_member_ids {
     ($exec:expr, $group:expr) => {
-        sqlx::query_scalar::<_, UserId>("SELECT member_id FROM group_chat_member WHERE group_chat_id = ?")
-            .bind($group)
-            .fetch_all($exec)
-            .await?
+        sqlx::query_scalar::<_, UserId>(
+            "SELECT member_id FROM group_chat_member WHERE group_chat_id = ?",
+        )
+        .bind($group)
+        .fetch_all($exec)
+        .await?
     };
 }
 
@@ -93,8 +99,15 @@ macro_rules! latest_status_code {
     };
 }
 
-fn message_events(kind: &'static str, recipients: &[UserId], payload: &impl Serialize) -> Vec<NewEvent> {
-    recipients.iter().map(|&r| NewEvent::new(r, kind, payload)).collect()
+fn message_events(
+    kind: &'static str,
+    recipients: &[UserId],
+    payload: &impl Serialize,
+) -> Vec<NewEvent> {
+    recipients
+        .iter()
+        .map(|&r| NewEvent::new(r, kind, payload))
+        .collect()
 }
 
 /// Sends a message to a friend (`Conversation::Direct`) or a group the sender belongs to.
@@ -108,7 +121,9 @@ pub async fn send(
     content: &MessageContent,
     client_key: Option<&str>,
 ) -> AppResult<(Message, bool)> {
-    let client_key = client_key.map(str::trim).filter(|k| !k.is_empty() && k.len() <= 64);
+    let client_key = client_key
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 64);
     if let Some(key) = client_key {
         if let Some(existing) = by_client_key(db, me.user_id, key).await? {
             return Ok((existing, false));
@@ -169,7 +184,9 @@ pub async fn send(
     .await;
     match (result, client_key) {
         (Err(AppError::Conflict(_)), Some(key)) => {
-            let existing = by_client_key(db, me.user_id, key).await?.ok_or_else(|| anyhow::anyhow!("duplicate key without a row"))?;
+            let existing = by_client_key(db, me.user_id, key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("duplicate key without a row"))?;
             Ok((existing, false))
         }
         (result, _) => result.map(|m| (m, true)),
@@ -181,13 +198,23 @@ async fn by_client_key(db: &Db, sender: UserId, key: &str) -> Result<Option<Mess
         "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
          WHERE m.sender_id = ? AND m.client_key = ?"
     );
-    db_run!(db, |pool| sqlx::query_as::<_, Message>(&sql).bind(sender).bind(key).fetch_optional(pool).await)
+    db_run!(db, |pool| sqlx::query_as::<_, Message>(&sql)
+        .bind(sender)
+        .bind(key)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// One page of a conversation, newest first. `next___<id>` goes to older messages,
 /// `prev___<id>` back to newer ones.
 #[tracing::instrument(skip(db))]
-pub async fn history(db: &Db, me: UserId, conversation: Conversation, cursor: Option<&Cursor>, limit: u32) -> AppResult<Page<Message>> {
+pub async fn history(
+    db: &Db,
+    me: UserId,
+    conversation: Conversation,
+    cursor: Option<&Cursor>,
+    limit: u32,
+) -> AppResult<Page<Message>> {
     let limit = limit.clamp(1, 100) as usize;
     let bound = match cursor {
         Some(c) => Some(c.numeric().map_err(AppError::bad_request)?),
@@ -201,7 +228,7 @@ pub async fn history(db: &Db, me: UserId, conversation: Conversation, cursor: Op
     let key = bound.map_or(i64::from(i32::MAX), |(_, k)| k);
     let fetch = (limit + 1) as i64;
     let mut rows: Vec<Message> = db_run!(db, |pool| {
-        let mut q = QueryBuilder::new(format!("SELECT * FROM ("));
+        let mut q = QueryBuilder::new("SELECT * FROM (");
         match conversation {
             // Two index ranges (my messages to them, theirs to me), merged.
             Conversation::Direct(other) => {
@@ -227,13 +254,16 @@ pub async fn history(db: &Db, me: UserId, conversation: Conversation, cursor: Op
                     .push_bind(key);
             }
         }
-        q.push(format!(") page ORDER BY message_id {order} LIMIT ")).push_bind(fetch);
+        q.push(format!(") page ORDER BY message_id {order} LIMIT "))
+            .push_bind(fetch);
         q.build_query_as::<Message>().fetch_all(pool).await
     })?;
     if order == "ASC" {
         rows.reverse();
     }
-    Ok(Page::from_rows(rows, limit, cursor, |m| m.message_id.to_string()))
+    Ok(Page::from_rows(rows, limit, cursor, |m| {
+        m.message_id.to_string()
+    }))
 }
 
 /// Checks that `me` belongs to the group; 404 otherwise, so nobody learns it exists.
@@ -253,12 +283,24 @@ pub async fn require_member(db: &Db, me: UserId, group: GroupId) -> AppResult<Gr
 }
 
 /// A message `me` may see (theirs, to them, or in their group), or 404.
-async fn visible_message(db: &Db, me: UserId, message_id: MessageId) -> AppResult<(Message, Vec<UserId>)> {
+async fn visible_message(
+    db: &Db,
+    me: UserId,
+    message_id: MessageId,
+) -> AppResult<(Message, Vec<UserId>)> {
     let not_found = || AppError::not_found("message not found");
-    let message = db_run!(db, |pool| Ok::<_, sqlx::Error>(fetch_message!(pool, message_id)))?.ok_or_else(not_found)?;
+    let message = db_run!(db, |pool| Ok::<_, sqlx::Error>(fetch_message!(
+        pool, message_id
+    )))?
+    .ok_or_else(not_found)?;
     let participants = match message.group_chat_id {
-        Some(group) => db_run!(db, |pool| Ok::<_, sqlx::Error>(group_member_ids!(pool, group)))?,
-        None => [message.sender_id, message.reciever_id].into_iter().flatten().collect(),
+        Some(group) => db_run!(db, |pool| Ok::<_, sqlx::Error>(group_member_ids!(
+            pool, group
+        )))?,
+        None => [message.sender_id, message.reciever_id]
+            .into_iter()
+            .flatten()
+            .collect(),
     };
     if !participants.contains(&me) {
         return Err(not_found());
@@ -268,10 +310,17 @@ async fn visible_message(db: &Db, me: UserId, message_id: MessageId) -> AppResul
 
 /// Edits my own message; everyone in the conversation hears `message_edited`.
 #[tracing::instrument(skip(db, content))]
-pub async fn edit(db: &Db, me: &User, message_id: MessageId, content: &MessageContent) -> AppResult<Message> {
+pub async fn edit(
+    db: &Db,
+    me: &User,
+    message_id: MessageId,
+    content: &MessageContent,
+) -> AppResult<Message> {
     let (mut message, participants) = visible_message(db, me.user_id, message_id).await?;
     if message.sender_id != Some(me.user_id) {
-        return Err(AppError::Forbidden("you can only edit your own messages".into()));
+        return Err(AppError::Forbidden(
+            "you can only edit your own messages".into(),
+        ));
     }
     let now = db::now();
     message.content = content.as_str().to_string();
@@ -284,7 +333,8 @@ pub async fn edit(db: &Db, me: &User, message_id: MessageId, content: &MessageCo
             .bind(me.user_id)
             .execute(&mut *tx)
             .await?;
-        tx.write_events(&message_events("message_edited", &participants, &message)).await?;
+        tx.write_events(&message_events("message_edited", &participants, &message))
+            .await?;
         Ok::<_, AppError>(())
     })?;
     Ok(message)
@@ -295,7 +345,9 @@ pub async fn edit(db: &Db, me: &User, message_id: MessageId, content: &MessageCo
 pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Message> {
     let (message, participants) = visible_message(db, me.user_id, message_id).await?;
     if message.sender_id != Some(me.user_id) {
-        return Err(AppError::Forbidden("you can only delete your own messages".into()));
+        return Err(AppError::Forbidden(
+            "you can only delete your own messages".into(),
+        ));
     }
     let payload = json!({ "message_id": message_id, "group_chat_id": message.group_chat_id, "sender_id": message.sender_id, "reciever_id": message.reciever_id });
     db_tx!(db, |tx| {
@@ -304,7 +356,8 @@ pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Mess
             .bind(me.user_id)
             .execute(&mut *tx)
             .await?;
-        tx.write_events(&message_events("message_deleted", &participants, &payload)).await?;
+        tx.write_events(&message_events("message_deleted", &participants, &payload))
+            .await?;
         Ok::<_, AppError>(())
     })?;
     Ok(message)
@@ -313,7 +366,12 @@ pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Mess
 /// Marks messages up to `up_to` as seen by `me`. Direct: the `seen` flag of what the
 /// other sent me; group: my read marker. The others hear `seen` when anything changed.
 #[tracing::instrument(skip(db))]
-pub async fn mark_seen(db: &Db, me: UserId, conversation: Conversation, up_to: MessageId) -> AppResult<bool> {
+pub async fn mark_seen(
+    db: &Db,
+    me: UserId,
+    conversation: Conversation,
+    up_to: MessageId,
+) -> AppResult<bool> {
     db_tx!(db, |tx| {
         let (changed, notify) = match conversation {
             Conversation::Direct(other) => {
@@ -345,9 +403,12 @@ pub async fn mark_seen(db: &Db, me: UserId, conversation: Conversation, up_to: M
         if changed {
             let payload = match conversation {
                 Conversation::Direct(_) => json!({ "message_id": up_to, "user_id": me }),
-                Conversation::Group(g) => json!({ "message_id": up_to, "user_id": me, "group_chat_id": g }),
+                Conversation::Group(g) => {
+                    json!({ "message_id": up_to, "user_id": me, "group_chat_id": g })
+                }
             };
-            tx.write_events(&message_events("seen", &notify, &payload)).await?;
+            tx.write_events(&message_events("seen", &notify, &payload))
+                .await?;
         }
         Ok::<_, AppError>(changed)
     })
@@ -396,46 +457,73 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
           LEFT JOIN group_chat g ON conv.kind = 'group' AND g.group_chat_id = conv.id \
           ORDER BY COALESCE(conv.last_id, 0) DESC, conv.id DESC";
     let rows = db_run!(db, |pool| {
-        sqlx::query_as::<_, ConversationSummary>(sql).bind(me).bind(me).bind(me).bind(me).fetch_all(pool).await
+        sqlx::query_as::<_, ConversationSummary>(sql)
+            .bind(me)
+            .bind(me)
+            .bind(me)
+            .bind(me)
+            .fetch_all(pool)
+            .await
     })?;
     Ok(rows)
 }
 
 /// Creates a group of `me` and some of my friends.
 #[tracing::instrument(skip(db))]
-pub async fn create_group(db: &Db, me: &User, name: &GroupName, members: &[User]) -> AppResult<GroupChat> {
+pub async fn create_group(
+    db: &Db,
+    me: &User,
+    name: &GroupName,
+    members: &[User],
+) -> AppResult<GroupChat> {
     for member in members {
         if member.user_id != me.user_id {
             require_friend(db, me.user_id, member).await?;
         }
     }
     let now = db::now();
-    let mut ids: Vec<UserId> = members.iter().map(|m| m.user_id).chain([me.user_id]).collect();
+    let mut ids: Vec<UserId> = members
+        .iter()
+        .map(|m| m.user_id)
+        .chain([me.user_id])
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     db_tx!(db, |tx| {
-        let group_chat_id = sqlx::query("INSERT INTO group_chat (name, creator_id, created_date_time) VALUES (?, ?, ?)")
-            .bind(name.as_str())
-            .bind(me.user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .inserted_id() as GroupId;
-        let mut insert = QueryBuilder::new("INSERT INTO group_chat_member (group_chat_id, member_id) ");
+        let group_chat_id = sqlx::query(
+            "INSERT INTO group_chat (name, creator_id, created_date_time) VALUES (?, ?, ?)",
+        )
+        .bind(name.as_str())
+        .bind(me.user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .inserted_id() as GroupId;
+        let mut insert =
+            QueryBuilder::new("INSERT INTO group_chat_member (group_chat_id, member_id) ");
         insert.push_values(&ids, |mut row, id| {
             row.push_bind(group_chat_id).push_bind(*id);
         });
         insert.build().execute(&mut *tx).await?;
-        let payload = json!({ "group_chat_id": group_chat_id, "name": name.as_str(), "change": "added" });
-        tx.write_events(&message_events("group_chat", &ids, &payload)).await?;
-        Ok(GroupChat { group_chat_id, name: name.as_str().to_string(), creator_id: Some(me.user_id) })
+        let payload =
+            json!({ "group_chat_id": group_chat_id, "name": name.as_str(), "change": "added" });
+        tx.write_events(&message_events("group_chat", &ids, &payload))
+            .await?;
+        Ok(GroupChat {
+            group_chat_id,
+            name: name.as_str().to_string(),
+            creator_id: Some(me.user_id),
+        })
     })
 }
 
 async fn require_friend(db: &Db, me: UserId, other: &User) -> AppResult<()> {
     match super::friends::latest(db, me, other.user_id).await? {
         Some(l) if l.status == FriendshipStatus::Accepted => Ok(()),
-        _ => Err(AppError::bad_request(format!("{} is not your friend", other.username))),
+        _ => Err(AppError::bad_request(format!(
+            "{} is not your friend",
+            other.username
+        ))),
     }
 }
 
@@ -478,7 +566,11 @@ pub async fn add_member(db: &Db, me: &User, group: GroupId, new_member: &User) -
             .bind(new_member.user_id)
             .execute(&mut *tx)
             .await?;
-        let mut events = vec![NewEvent::new(new_member.user_id, "group_chat", &json!({ "group_chat_id": group, "name": chat.name, "change": "added" }))];
+        let mut events = vec![NewEvent::new(
+            new_member.user_id,
+            "group_chat",
+            &json!({ "group_chat_id": group, "name": chat.name, "change": "added" }),
+        )];
         let joined = json!({ "group_chat_id": group, "name": chat.name, "change": "member_joined", "user_id": new_member.user_id, "username": new_member.username });
         events.extend(message_events("group_chat", &existing, &joined));
         tx.write_events(&events).await?;
@@ -492,25 +584,35 @@ pub async fn remove_member(db: &Db, me: &User, group: GroupId, member: &User) ->
     let chat = require_member(db, me.user_id, group).await?;
     let leaving = member.user_id == me.user_id;
     if !leaving && chat.creator_id != Some(me.user_id) {
-        return Err(AppError::Forbidden("only the group's creator can remove members".into()));
+        return Err(AppError::Forbidden(
+            "only the group's creator can remove members".into(),
+        ));
     }
     db_tx!(db, |tx| {
-        let removed = sqlx::query("DELETE FROM group_chat_member WHERE group_chat_id = ? AND member_id = ?")
-            .bind(group)
-            .bind(member.user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let removed =
+            sqlx::query("DELETE FROM group_chat_member WHERE group_chat_id = ? AND member_id = ?")
+                .bind(group)
+                .bind(member.user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if removed == 0 {
             return Err(AppError::not_found("not a member of this group chat"));
         }
         let remaining = group_member_ids!(&mut *tx, group);
         if remaining.is_empty() {
-            sqlx::query("DELETE FROM group_chat WHERE group_chat_id = ?").bind(group).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM group_chat WHERE group_chat_id = ?")
+                .bind(group)
+                .execute(&mut *tx)
+                .await?;
         }
         let mut events = Vec::new();
         if !leaving {
-            events.push(NewEvent::new(member.user_id, "group_chat", &json!({ "group_chat_id": group, "name": chat.name, "change": "removed" })));
+            events.push(NewEvent::new(
+                member.user_id,
+                "group_chat",
+                &json!({ "group_chat_id": group, "name": chat.name, "change": "removed" }),
+            ));
         }
         let left = json!({ "group_chat_id": group, "name": chat.name, "change": "member_left", "user_id": member.user_id, "username": member.username });
         events.extend(message_events("group_chat", &remaining, &left));
@@ -529,7 +631,8 @@ pub async fn rename(db: &Db, me: &User, group: GroupId, name: &GroupName) -> App
             .await?;
         let members = group_member_ids!(&mut *tx, group);
         let payload = json!({ "group_chat_id": group, "name": name.as_str(), "change": "renamed" });
-        tx.write_events(&message_events("group_chat", &members, &payload)).await?;
+        tx.write_events(&message_events("group_chat", &members, &payload))
+            .await?;
         Ok::<_, AppError>(())
     })?;
     chat.name = name.as_str().to_string();
@@ -541,15 +644,30 @@ pub async fn rename(db: &Db, me: &User, group: GroupId, name: &GroupName) -> App
 pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult<()> {
     let (recipients, payload) = match conversation {
         Conversation::Direct(other) => {
-            if super::friends::relationship(db, me.user_id, other).await? != super::friends::Relationship::Friends {
-                return Err(AppError::bad_request("you cannot message this person if you are not their friend"));
+            if super::friends::relationship(db, me.user_id, other).await?
+                != super::friends::Relationship::Friends
+            {
+                return Err(AppError::bad_request(
+                    "you cannot message this person if you are not their friend",
+                ));
             }
-            (vec![other], json!({ "user_id": me.user_id, "username": me.username, "friend_username": me.username }))
+            (
+                vec![other],
+                json!({ "user_id": me.user_id, "username": me.username, "friend_username": me.username }),
+            )
         }
         Conversation::Group(group) => {
             require_member(db, me.user_id, group).await?;
-            let others: Vec<UserId> = members(db, group).await?.into_iter().map(|m| m.user_id).filter(|&id| id != me.user_id).collect();
-            (others, json!({ "user_id": me.user_id, "username": me.username, "group_chat_id": group }))
+            let others: Vec<UserId> = members(db, group)
+                .await?
+                .into_iter()
+                .map(|m| m.user_id)
+                .filter(|&id| id != me.user_id)
+                .collect();
+            (
+                others,
+                json!({ "user_id": me.user_id, "username": me.username, "group_chat_id": group }),
+            )
         }
     };
     super::events::write(db, &message_events("typing", &recipients, &payload)).await?;
@@ -557,7 +675,12 @@ pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult
 }
 
 /// Whether some other member's read marker has reached `message_id`.
-pub async fn read_by_others(db: &Db, group: GroupId, me: UserId, message_id: MessageId) -> AppResult<bool> {
+pub async fn read_by_others(
+    db: &Db,
+    group: GroupId,
+    me: UserId,
+    message_id: MessageId,
+) -> AppResult<bool> {
     let n: i64 = db_run!(db, |pool| {
         sqlx::query_scalar("SELECT COUNT(*) FROM group_chat_member WHERE group_chat_id = ? AND member_id <> ? AND last_read_message_id >= ?")
             .bind(group)

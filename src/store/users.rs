@@ -57,20 +57,29 @@ pub enum Taken {
 #[tracing::instrument(skip(db))]
 pub async fn by_id(db: &Db, user_id: UserId) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE user_id = ?");
-    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql).bind(user_id).fetch_optional(pool).await)
+    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// Looks a user up by username, without regard to case.
 #[tracing::instrument(skip(db))]
 pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE username = ?");
-    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql).bind(username).fetch_optional(pool).await)
+    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(username)
+        .fetch_optional(pool)
+        .await)
 }
 
 #[tracing::instrument(skip(db))]
 pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
     let sql = format!("SELECT {USER_COLUMNS} FROM user WHERE email = ?");
-    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql).bind(email).fetch_optional(pool).await)
+    db_run!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(email)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// The sign-in form takes an email or a username.
@@ -83,7 +92,11 @@ pub async fn by_login(db: &Db, login: &str) -> Result<Option<User>, sqlx::Error>
 }
 
 /// Which of the two is already registered, email first (the original's order).
-pub async fn which_taken(db: &Db, email: &Email, username: &Username) -> Result<Option<Taken>, sqlx::Error> {
+pub async fn which_taken(
+    db: &Db,
+    email: &Email,
+    username: &Username,
+) -> Result<Option<Taken>, sqlx::Error> {
     if by_email(db, email.as_str()).await?.is_some() {
         return Ok(Some(Taken::Email));
     }
@@ -122,7 +135,11 @@ pub async fn create(
 }
 
 #[tracing::instrument(skip(db, password_hash))]
-pub async fn set_password_hash(db: &Db, user_id: UserId, password_hash: &str) -> Result<(), sqlx::Error> {
+pub async fn set_password_hash(
+    db: &Db,
+    user_id: UserId,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
     db_run!(db, |pool| {
         sqlx::query("UPDATE user SET password_hash = ? WHERE user_id = ?")
             .bind(password_hash)
@@ -141,17 +158,25 @@ pub struct ProfileUpdate {
 }
 
 #[tracing::instrument(skip(db))]
-pub async fn update_profile(db: &Db, user_id: UserId, p: &ProfileUpdate) -> Result<(), sqlx::Error> {
-    let birthdate = p.birthdate.map(|d| PrimitiveDateTime::new(d, time::Time::MIDNIGHT));
+pub async fn update_profile(
+    db: &Db,
+    user_id: UserId,
+    p: &ProfileUpdate,
+) -> Result<(), sqlx::Error> {
+    let birthdate = p
+        .birthdate
+        .map(|d| PrimitiveDateTime::new(d, time::Time::MIDNIGHT));
     db_run!(db, |pool| {
-        sqlx::query("UPDATE user SET first_name = ?, last_name = ?, birthdate = ? WHERE user_id = ?")
-            .bind(p.first_name.as_deref())
-            .bind(p.last_name.as_deref())
-            .bind(birthdate)
-            .bind(user_id)
-            .execute(pool)
-            .await
-            .map(|_| ())
+        sqlx::query(
+            "UPDATE user SET first_name = ?, last_name = ?, birthdate = ? WHERE user_id = ?",
+        )
+        .bind(p.first_name.as_deref())
+        .bind(p.last_name.as_deref())
+        .bind(birthdate)
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|_| ())
     })
 }
 

@@ -68,7 +68,13 @@ async fn login_page(ctx: AnonCtx, Query(q): Query<NextQuery>) -> AppResult<Respo
     if ctx.signed_in {
         return Ok(redirect(false, &safe_next(q.next.as_deref())));
     }
-    Ok(render(&LoginPage { layout: ctx.layout, login: String::new(), next: safe_next(q.next.as_deref()), error: None })?.into_response())
+    Ok(render(&LoginPage {
+        layout: ctx.layout,
+        login: String::new(),
+        next: safe_next(q.next.as_deref()),
+        error: None,
+    })?
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -80,7 +86,13 @@ struct LoginInput {
     next: Option<String>,
 }
 
-async fn login(State(state): State<AppState>, ctx: AnonCtx, session: Session, ClientIp(ip): ClientIp, Form(input): Form<LoginInput>) -> AppResult<Response> {
+async fn login(
+    State(state): State<AppState>,
+    ctx: AnonCtx,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    Form(input): Form<LoginInput>,
+) -> AppResult<Response> {
     let next = safe_next(input.next.as_deref());
     match accounts::sign_in(&state, ip, &input.login, &input.password).await? {
         Some(user) => {
@@ -91,9 +103,19 @@ async fn login(State(state): State<AppState>, ctx: AnonCtx, session: Session, Cl
             let error = Some("Incorrect email, username or password.".to_string());
             let (layout, login) = (ctx.layout, input.login);
             let body = if ctx.htmx {
-                render(&LoginForm { layout, login, next, error })?
+                render(&LoginForm {
+                    layout,
+                    login,
+                    next,
+                    error,
+                })?
             } else {
-                render(&LoginPage { layout, login, next, error })?
+                render(&LoginPage {
+                    layout,
+                    login,
+                    next,
+                    error,
+                })?
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
         }
@@ -122,7 +144,13 @@ async fn signup_page(ctx: AnonCtx) -> AppResult<Response> {
     if ctx.signed_in {
         return Ok(redirect(false, "/chats"));
     }
-    Ok(render(&SignupPage { layout: ctx.layout, username: String::new(), email: String::new(), errors: Errors::new() })?.into_response())
+    Ok(render(&SignupPage {
+        layout: ctx.layout,
+        username: String::new(),
+        email: String::new(),
+        errors: Errors::new(),
+    })?
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -137,13 +165,23 @@ struct SignupInput {
     password_again: String,
 }
 
-async fn signup(State(state): State<AppState>, ctx: AnonCtx, session: Session, ClientIp(ip): ClientIp, Form(input): Form<SignupInput>) -> AppResult<Response> {
-    let mut errors = match accounts::check_sign_up(&state, &input.username, &input.email, &input.password).await {
-        Ok(_) => Errors::new(),
-        Err(list) => errors_of(&list),
-    };
+async fn signup(
+    State(state): State<AppState>,
+    ctx: AnonCtx,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    Form(input): Form<SignupInput>,
+) -> AppResult<Response> {
+    let mut errors =
+        match accounts::check_sign_up(&state, &input.username, &input.email, &input.password).await
+        {
+            Ok(_) => Errors::new(),
+            Err(list) => errors_of(&list),
+        };
     if input.password != input.password_again {
-        errors.entry("password_again").or_insert("passwords do not match");
+        errors
+            .entry("password_again")
+            .or_insert("passwords do not match");
     }
     if errors.is_empty() {
         match accounts::sign_up(&state, ip, &input.username, &input.email, &input.password).await? {
@@ -156,9 +194,19 @@ async fn signup(State(state): State<AppState>, ctx: AnonCtx, session: Session, C
     }
     let (layout, username, email) = (ctx.layout, input.username, input.email);
     let body = if ctx.htmx {
-        render(&SignupForm { layout, username, email, errors })?
+        render(&SignupForm {
+            layout,
+            username,
+            email,
+            errors,
+        })?
     } else {
-        render(&SignupPage { layout, username, email, errors })?
+        render(&SignupPage {
+            layout,
+            username,
+            email,
+            errors,
+        })?
     };
     Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
 }
@@ -193,7 +241,10 @@ impl ProfilePage {
             email: u.email,
             first_name: u.first_name.unwrap_or_default(),
             last_name: u.last_name.unwrap_or_default(),
-            birthdate: u.birthdate.map(|d| d.date().to_string()).unwrap_or_default(),
+            birthdate: u
+                .birthdate
+                .map(|d| d.date().to_string())
+                .unwrap_or_default(),
             errors,
             notice,
         }
@@ -223,7 +274,11 @@ fn optional_name(raw: &str, field: &'static str, errors: &mut Errors) -> Option<
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
-async fn update_profile(State(state): State<AppState>, mut ctx: Ctx, Form(input): Form<ProfileInput>) -> AppResult<Response> {
+async fn update_profile(
+    State(state): State<AppState>,
+    mut ctx: Ctx,
+    Form(input): Form<ProfileInput>,
+) -> AppResult<Response> {
     let mut errors = Errors::new();
     let first_name = optional_name(&input.first_name, "first_name", &mut errors);
     let last_name = optional_name(&input.last_name, "last_name", &mut errors);
@@ -245,12 +300,23 @@ async fn update_profile(State(state): State<AppState>, mut ctx: Ctx, Form(input)
         page.birthdate = input.birthdate;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
     }
-    let update = ProfileUpdate { first_name, last_name, birthdate };
+    let update = ProfileUpdate {
+        first_name,
+        last_name,
+        birthdate,
+    };
     users::update_profile(&state.db, ctx.user.user_id, &update).await?;
     ctx.user.first_name = update.first_name;
     ctx.user.last_name = update.last_name;
-    ctx.user.birthdate = update.birthdate.map(|d| time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT));
-    Ok(render(&ProfilePage::new(ctx, Errors::new(), Some("Profile saved.")))?.into_response())
+    ctx.user.birthdate = update
+        .birthdate
+        .map(|d| time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT));
+    Ok(render(&ProfilePage::new(
+        ctx,
+        Errors::new(),
+        Some("Profile saved."),
+    ))?
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -265,22 +331,46 @@ struct PasswordInput {
 
 /// Changes the password and signs out every other session (their fingerprint no longer
 /// matches); this one gets a fresh session id.
-async fn change_password(State(state): State<AppState>, mut ctx: Ctx, session: Session, Form(input): Form<PasswordInput>) -> AppResult<Response> {
+async fn change_password(
+    State(state): State<AppState>,
+    mut ctx: Ctx,
+    session: Session,
+    Form(input): Form<PasswordInput>,
+) -> AppResult<Response> {
     if input.new_password != input.new_password_again {
         let errors = Errors::from([("new_password_again", "passwords do not match")]);
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&ProfilePage::new(ctx, errors, None))?).into_response());
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            render(&ProfilePage::new(ctx, errors, None))?,
+        )
+            .into_response());
     }
-    match accounts::change_password(&state, &ctx.user, &input.current_password, &input.new_password).await? {
+    match accounts::change_password(
+        &state,
+        &ctx.user,
+        &input.current_password,
+        &input.new_password,
+    )
+    .await?
+    {
         Ok(user) => {
             start_session(&session, &user).await?;
             ctx.user = user;
             ctx.layout.csrf = crate::auth::csrf_token(&session).await?;
-            Ok(render(&ProfilePage::new(ctx, Errors::new(), Some("Password changed. Other sessions were signed out.")))?.into_response())
+            Ok(render(&ProfilePage::new(
+                ctx,
+                Errors::new(),
+                Some("Password changed. Other sessions were signed out."),
+            ))?
+            .into_response())
         }
         Err(e) => {
             let errors = Errors::from([(e.field, e.message)]);
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&ProfilePage::new(ctx, errors, None))?).into_response())
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&ProfilePage::new(ctx, errors, None))?,
+            )
+                .into_response())
         }
     }
 }
-

@@ -28,10 +28,20 @@ pub struct StreamQuery {
     last_event_id: Option<i64>,
 }
 
-pub async fn page_events(State(state): State<AppState>, PageUser(user): PageUser, headers: HeaderMap, Query(q): Query<StreamQuery>) -> Response {
+pub async fn page_events(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> Response {
     let viewer = user.user_id;
     let last_id = stream::last_event_id(&headers, q.last_event_id);
-    stream::open(&state.events, viewer, last_id, Arc::new(move |e: &StoredEvent| encode(e, viewer)))
+    stream::open(
+        &state.events,
+        viewer,
+        last_id,
+        Arc::new(move |e: &StoredEvent| encode(e, viewer)),
+    )
 }
 
 fn oob(id: i64, html: String) -> Event {
@@ -43,11 +53,20 @@ fn trigger(id: i64, name: &str) -> Event {
 }
 
 /// The conversation key (`d-<other user>` or `g-<group>`) of a message, for this viewer.
-fn conversation_key(group: Option<i64>, sender: Option<i64>, reciever: Option<i64>, viewer: i32) -> String {
+fn conversation_key(
+    group: Option<i64>,
+    sender: Option<i64>,
+    reciever: Option<i64>,
+    viewer: i32,
+) -> String {
     match group {
         Some(g) => format!("g-{g}"),
         None => {
-            let other = if sender == Some(viewer.into()) { reciever } else { sender };
+            let other = if sender == Some(viewer.into()) {
+                reciever
+            } else {
+                sender
+            };
             format!("d-{}", other.unwrap_or(0))
         }
     }
@@ -56,19 +75,44 @@ fn conversation_key(group: Option<i64>, sender: Option<i64>, reciever: Option<i6
 /// The HTML fragments and triggers one event becomes for `viewer`'s page.
 pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
     let id = event.event_id;
-    let Ok(data) = serde_json::from_str::<Value>(&event.payload) else { return Vec::new() };
+    let Ok(data) = serde_json::from_str::<Value>(&event.payload) else {
+        return Vec::new();
+    };
     let int = |k: &str| data.get(k).and_then(Value::as_i64);
-    let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     match event.kind.as_str() {
         "message" | "message_edited" => {
-            let Ok(message) = serde_json::from_value::<Message>(data.clone()) else { return Vec::new() };
-            let key = conversation_key(message.group_chat_id.map(Into::into), message.sender_id.map(Into::into), message.reciever_id.map(Into::into), viewer);
-            let Ok(item) = (MessageItem { m: MessageView::new(&message, viewer) }).render() else { return Vec::new() };
+            let Ok(message) = serde_json::from_value::<Message>(data.clone()) else {
+                return Vec::new();
+            };
+            let key = conversation_key(
+                message.group_chat_id.map(Into::into),
+                message.sender_id.map(Into::into),
+                message.reciever_id.map(Into::into),
+                viewer,
+            );
+            let Ok(item) = (MessageItem {
+                m: MessageView::new(&message, viewer),
+            })
+            .render() else {
+                return Vec::new();
+            };
             let html = if event.kind == "message" {
                 let mine = message.sender_id == Some(viewer);
                 // A new message ends the typing line, and a new message of mine is not yet seen.
-                let seen_reset = if mine { format!(r#"<p id="seen-{key}" class="seen" hx-swap-oob="true"></p>"#) } else { String::new() };
-                format!(r#"<div hx-swap-oob="beforeend:#messages-{key}">{item}</div><p id="typing-{key}" class="typing" hx-swap-oob="true"></p>{seen_reset}"#)
+                let seen_reset = if mine {
+                    format!(r#"<p id="seen-{key}" class="seen" hx-swap-oob="true"></p>"#)
+                } else {
+                    String::new()
+                };
+                format!(
+                    r#"<div hx-swap-oob="beforeend:#messages-{key}">{item}</div><p id="typing-{key}" class="typing" hx-swap-oob="true"></p>{seen_reset}"#
+                )
             } else {
                 item.replacen("<li ", r#"<li hx-swap-oob="true" "#, 1)
             };
@@ -76,7 +120,8 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
         }
         "message_deleted" => {
             let message_id = int("message_id").unwrap_or(0) as i32;
-            let html = deleted_placeholder(message_id).replacen("<li ", r#"<li hx-swap-oob="true" "#, 1);
+            let html =
+                deleted_placeholder(message_id).replacen("<li ", r#"<li hx-swap-oob="true" "#, 1);
             vec![oob(id, html), trigger(id, "conversations")]
         }
         "seen" => {
@@ -89,7 +134,10 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
                 Some(g) => format!("g-{g}"),
                 None => format!("d-{reader}"),
             };
-            let html = format!(r#"<p id="seen-{key}" class="seen" hx-swap-oob="true" data-up-to="{}">Seen</p>"#, int("message_id").unwrap_or(0));
+            let html = format!(
+                r#"<p id="seen-{key}" class="seen" hx-swap-oob="true" data-up-to="{}">Seen</p>"#,
+                int("message_id").unwrap_or(0)
+            );
             vec![oob(id, html)]
         }
         "typing" => {
@@ -97,7 +145,10 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
                 Some(g) => format!("g-{g}"),
                 None => format!("d-{}", int("user_id").unwrap_or(0)),
             };
-            let html = format!(r#"<p id="typing-{key}" class="typing" hx-swap-oob="true">{} is typing…</p>"#, escape(&text("username")));
+            let html = format!(
+                r#"<p id="typing-{key}" class="typing" hx-swap-oob="true">{} is typing…</p>"#,
+                escape(&text("username"))
+            );
             vec![oob(id, html)]
         }
         "presence" => {

@@ -65,11 +65,20 @@ pub struct Ctx {
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let PageUser(user) = PageUser::from_request_parts(parts, state).await?;
-        let session = Session::from_request_parts(parts, state).await.map_err(|(_, m)| AppError::Internal(anyhow::anyhow!(m)).into_response())?;
-        let csrf = csrf_token(&session).await.map_err(IntoResponse::into_response)?;
-        let counts = friend_store::counts(&state.db, user.user_id).await.map_err(|e| AppError::from(e).into_response())?;
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, m)| AppError::Internal(anyhow::anyhow!(m)).into_response())?;
+        let csrf = csrf_token(&session)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let counts = friend_store::counts(&state.db, user.user_id)
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
         let layout = Layout {
             username: Some(user.username.clone()),
             csrf,
@@ -77,7 +86,11 @@ impl FromRequestParts<AppState> for Ctx {
             pending_requests: counts.get("received").copied().unwrap_or(0),
             section: "",
         };
-        Ok(Ctx { user, layout, htmx: is_htmx(parts) })
+        Ok(Ctx {
+            user,
+            layout,
+            htmx: is_htmx(parts),
+        })
     }
 }
 
@@ -91,11 +104,28 @@ pub struct AnonCtx {
 impl FromRequestParts<AppState> for AnonCtx {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let signed_in = user_from_session_parts(parts, state).await.map_err(IntoResponse::into_response)?.is_some();
-        let session = Session::from_request_parts(parts, state).await.map_err(|(_, m)| AppError::Internal(anyhow::anyhow!(m)).into_response())?;
-        let csrf = csrf_token(&session).await.map_err(IntoResponse::into_response)?;
-        Ok(AnonCtx { layout: Layout { csrf, ..Layout::default() }, htmx: is_htmx(parts), signed_in })
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let signed_in = user_from_session_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?
+            .is_some();
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, m)| AppError::Internal(anyhow::anyhow!(m)).into_response())?;
+        let csrf = csrf_token(&session)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(AnonCtx {
+            layout: Layout {
+                csrf,
+                ..Layout::default()
+            },
+            htmx: is_htmx(parts),
+            signed_in,
+        })
     }
 }
 
@@ -124,22 +154,36 @@ async fn home(MaybePageUser(user): MaybePageUser) -> Redirect {
 }
 
 async fn badge(ctx: Ctx) -> Result<Html<String>, AppError> {
-    render(&render::Badge { count: ctx.layout.pending_requests })
+    render(&render::Badge {
+        count: ctx.layout.pending_requests,
+    })
 }
 
 /// Turns an `AppError` from a page route into HTML: a page in the layout, or for htmx a
 /// short text that `app.js` shows next to the form that failed.
 async fn render_errors(request: Request, next: Next) -> Response {
-    let htmx = request.headers().get("hx-request").is_some_and(|v| v == "true");
+    let htmx = request
+        .headers()
+        .get("hx-request")
+        .is_some_and(|v| v == "true");
     let response = next.run(request).await;
     let Some(error) = response.extensions().get::<RenderedError>().cloned() else {
         return response;
     };
     let status = response.status();
     let mut rendered = if htmx {
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], error.message).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            error.message,
+        )
+            .into_response()
     } else {
-        let page = render::ErrorPage { layout: Layout::default(), status: status.as_u16(), message: error.message };
+        let page = render::ErrorPage {
+            layout: Layout::default(),
+            status: status.as_u16(),
+            message: error.message,
+        };
         match render(&page) {
             Ok(html) => (status, html).into_response(),
             Err(_) => (status, "error").into_response(),

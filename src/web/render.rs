@@ -31,7 +31,8 @@ pub struct Badge {
     pub count: i64,
 }
 
-static LINK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"https?://[^\s<>"']+"#).expect("valid regex"));
+static LINK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"https?://[^\s<>"']+"#).expect("valid regex"));
 
 /// A message's text as HTML: everything escaped, http(s) links made clickable. Line
 /// breaks are kept by the stylesheet (`white-space: pre-wrap`).
@@ -41,7 +42,9 @@ pub fn message_html(text: &str) -> String {
     for m in LINK.find_iter(text) {
         out.push_str(&escape(&text[last..m.start()]));
         // Trailing punctuation usually ends the sentence, not the link.
-        let url = m.as_str().trim_end_matches(['.', ',', ')', '!', '?', ';', ':']);
+        let url = m
+            .as_str()
+            .trim_end_matches(['.', ',', ')', '!', '?', ';', ':']);
         let escaped = escape(url);
         out.push_str(&format!(r#"<a href="{escaped}" rel="noopener noreferrer nofollow" target="_blank">{escaped}</a>"#));
         out.push_str(&escape(&m.as_str()[url.len()..]));
@@ -72,9 +75,17 @@ mod tests {
 
     #[test]
     fn markup_is_escaped_and_links_are_safe() {
-        assert_eq!(message_html("<script>alert(1)</script>"), "&lt;script&gt;alert(1)&lt;/script&gt;");
+        assert_eq!(
+            message_html("<script>alert(1)</script>"),
+            "&lt;script&gt;alert(1)&lt;/script&gt;"
+        );
         let html = message_html("see https://example.com/a?b=1&c=2. ok");
-        assert!(html.contains(r#"<a href="https://example.com/a?b=1&amp;c=2" rel="noopener noreferrer nofollow""#), "{html}");
+        assert!(
+            html.contains(
+                r#"<a href="https://example.com/a?b=1&amp;c=2" rel="noopener noreferrer nofollow""#
+            ),
+            "{html}"
+        );
         assert!(html.ends_with("</a>. ok"), "{html}");
         assert!(!message_html("javascript:alert(1)").contains("<a"));
     }

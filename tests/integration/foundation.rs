@@ -73,7 +73,11 @@ fn messenger_binary() -> Command {
 
 #[test]
 fn a_bad_database_url_stops_start_up_with_one_clear_line() {
-    let out = messenger_binary().env("DATABASE_URL", "postgres://nope").env("BIND_ADDR", "127.0.0.1:0").output().unwrap();
+    let out = messenger_binary()
+        .env("DATABASE_URL", "postgres://nope")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -83,10 +87,16 @@ fn a_bad_database_url_stops_start_up_with_one_clear_line() {
 
 #[test]
 fn a_bad_port_names_the_variable() {
-    let out = messenger_binary().env("BIND_ADDR", "127.0.0.1:99999").output().unwrap();
+    let out = messenger_binary()
+        .env("BIND_ADDR", "127.0.0.1:99999")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("BIND_ADDR") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("BIND_ADDR") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -109,10 +119,26 @@ fn an_unreachable_mysql_is_one_error_line_not_a_panic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_command_exits_0_against_a_server_and_1_without_one() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let ok = messenger_binary().arg("healthcheck").env("BIND_ADDR", format!("127.0.0.1:{}", app.port)).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let down = messenger_binary().arg("healthcheck").env("BIND_ADDR", format!("127.0.0.1:{free_port}")).output().unwrap();
+    let ok = messenger_binary()
+        .arg("healthcheck")
+        .env("BIND_ADDR", format!("127.0.0.1:{}", app.port))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = messenger_binary()
+        .arg("healthcheck")
+        .env("BIND_ADDR", format!("127.0.0.1:{free_port}"))
+        .output()
+        .unwrap();
     assert_eq!(down.status.code(), Some(1));
 }
 
@@ -120,10 +146,21 @@ async fn healthcheck_command_exits_0_against_a_server_and_1_without_one() {
 async fn migrate_command_prepares_a_fresh_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
-    let out = messenger_binary().arg("migrate").env("DATABASE_URL", &url).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = messenger_binary()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let codes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friendship_status_code").fetch_one(&pool).await.unwrap();
+    let codes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM friendship_status_code")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(codes, 4);
 }
 
@@ -137,7 +174,10 @@ async fn an_existing_database_of_the_original_service_is_adopted_without_loss() 
     };
     let pool = sqlx::MySqlPool::connect(&database.url).await.unwrap();
     let schema = include_str!("../fixtures/schema-mysql.sql");
-    sqlx::raw_sql(schema).execute(&pool).await.expect("original schema loads");
+    sqlx::raw_sql(schema)
+        .execute(&pool)
+        .await
+        .expect("original schema loads");
     let hash = "$argon2id$v=19$m=65536,t=3,p=4$kJBP50st1vzVNskDs2zuoQ$Cm+XDBekCFiM0gjq0REmYRdx7TOoFijKamtDfaLvUxk";
     sqlx::raw_sql(&format!(
         "INSERT INTO friendship_status_code VALUES ('R','REQUESTED'),('A','ACCEPTED'),('D','DECLINED'),('B','BLOCKED');
@@ -157,19 +197,42 @@ async fn an_existing_database_of_the_original_service_is_adopted_without_loss() 
     assert_eq!(app.count("friendship_status").await, 2);
     assert_eq!(app.count("message").await, 1);
     assert_eq!(app.count("friendship_status_code").await, 4);
-    assert_eq!(app.count("alembic_version").await, 1, "the original's alembic stamp stays");
+    assert_eq!(
+        app.count("alembic_version").await,
+        1,
+        "the original's alembic stamp stays"
+    );
 
     // The old user signs in with the original's hash and reads the old history.
     let r = app.sign_in_raw("old@example.com", "Password231").await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
-    let page: Value = app.get(&token, "/api/messages/?friend_username=oldfriend&limit=10").await.json().await.unwrap();
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page: Value = app
+        .get(&token, "/api/messages/?friend_username=oldfriend&limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["results"][0]["content"], "from the old days");
-    let friends: Value = app.get(&token, "/api/friends/?limit=10").await.json().await.unwrap();
+    let friends: Value = app
+        .get(&token, "/api/friends/?limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(friends["results"][0]["username"], "oldfriend");
     // And the widened columns took: a 2,000-character message fits.
     let long = "y".repeat(2000);
-    let r = app.post_json(&token, "/api/messages/?addressee_username=oldfriend", &serde_json::json!({ "content": long })).await;
+    let r = app
+        .post_json(
+            &token,
+            "/api/messages/?addressee_username=oldfriend",
+            &serde_json::json!({ "content": long }),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 
     // A second start finds nothing left to apply.

@@ -19,7 +19,14 @@ async fn call(app: &TestApp, user: &ApiUser, method: &str, path: &str) -> (Statu
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn expect(app: &TestApp, user: &ApiUser, method: &str, path: &str, status: StatusCode, detail: &str) {
+async fn expect(
+    app: &TestApp,
+    user: &ApiUser,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    detail: &str,
+) {
     let (s, body) = call(app, user, method, path).await;
     assert_eq!(s, status, "{method} {path}: {body}");
     if !detail.is_empty() {
@@ -30,7 +37,12 @@ async fn expect(app: &TestApp, user: &ApiUser, method: &str, path: &str, status:
 async fn names(app: &TestApp, user: &ApiUser, path: &str) -> Vec<String> {
     let (s, body) = call(app, user, "GET", path).await;
     assert_eq!(s, StatusCode::OK, "{path}: {body}");
-    body["results"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_string()).collect()
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_string())
+        .collect()
 }
 
 both_backends! {

@@ -60,10 +60,15 @@ impl Drop for TestDatabase {
         if let Some((admin_url, name)) = self.mysql_admin.take() {
             // Drop runs outside any runtime guarantee: use a thread with its own runtime.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(pool) = sqlx::MySqlPool::connect(&admin_url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&pool).await;
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                            .execute(&pool)
+                            .await;
                         pool.close().await;
                     }
                 });
@@ -78,20 +83,36 @@ pub async fn new_database(backend: Backend) -> Option<TestDatabase> {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}", dir.path().join("test.db").display());
-            Some(TestDatabase { url, backend, _dir: Some(dir), mysql_admin: None })
+            Some(TestDatabase {
+                url,
+                backend,
+                _dir: Some(dir),
+                mysql_admin: None,
+            })
         }
         Backend::MySql => {
-            let admin_url = std::env::var("TEST_MYSQL_URL").ok().filter(|u| !u.is_empty())?;
+            let admin_url = std::env::var("TEST_MYSQL_URL")
+                .ok()
+                .filter(|u| !u.is_empty())?;
             let name = format!("mt_{}", uuid::Uuid::new_v4().simple());
-            let pool = sqlx::MySqlPool::connect(&admin_url).await.expect("TEST_MYSQL_URL answers");
-            sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
-                .execute(&pool)
+            let pool = sqlx::MySqlPool::connect(&admin_url)
                 .await
-                .expect("create test database");
+                .expect("TEST_MYSQL_URL answers");
+            sqlx::query(&format!(
+                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            ))
+            .execute(&pool)
+            .await
+            .expect("create test database");
             pool.close().await;
             let mut url = url::Url::parse(&admin_url).expect("TEST_MYSQL_URL is a URL");
             url.set_path(&name);
-            Some(TestDatabase { url: url.to_string(), backend, _dir: None, mysql_admin: Some((admin_url, name)) })
+            Some(TestDatabase {
+                url: url.to_string(),
+                backend,
+                _dir: None,
+                mysql_admin: Some((admin_url, name)),
+            })
         }
     }
 }
@@ -148,9 +169,14 @@ pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<
 }
 
 /// Another server process on the same database (as a second ECS task would be).
-pub async fn spawn_app_on(database: std::sync::Arc<TestDatabase>, extra: &[(&str, &str)]) -> TestApp {
+pub async fn spawn_app_on(
+    database: std::sync::Arc<TestDatabase>,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let config = test_config(&database.url, extra);
-    let app = Application::build(config).await.expect("application builds");
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
     let port = app.port();
     let db = app.state().db.clone();
     let hub = app.state().events.clone();
@@ -164,7 +190,10 @@ pub async fn spawn_app_on(database: std::sync::Arc<TestDatabase>, extra: &[(&str
         db,
         backend: database.backend,
         database,
-        api: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        api: Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         hub,
         shutdown,
         stopped: Some(stopped),
@@ -196,8 +225,15 @@ impl TestApp {
 
     pub async fn sign_up_raw(&self, username: &str, email: &str, password: &str) -> Response {
         self.api
-            .post(self.url(&format!("/api/auth/sign-up?username={}", urlencode(username))))
-            .form(&[("grant_type", "password"), ("username", email), ("password", password)])
+            .post(self.url(&format!(
+                "/api/auth/sign-up?username={}",
+                urlencode(username)
+            )))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", email),
+                ("password", password),
+            ])
             .send()
             .await
             .unwrap()
@@ -206,7 +242,11 @@ impl TestApp {
     pub async fn sign_in_raw(&self, email: &str, password: &str) -> Response {
         self.api
             .post(self.url("/api/auth/sign-in"))
-            .form(&[("grant_type", "password"), ("username", email), ("password", password)])
+            .form(&[
+                ("grant_type", "password"),
+                ("username", email),
+                ("password", password),
+            ])
             .send()
             .await
             .unwrap()
@@ -216,38 +256,102 @@ impl TestApp {
     pub async fn user(&self, username: &str) -> ApiUser {
         let email = format!("{username}@example.com");
         let response = self.sign_up_raw(username, &email, PASSWORD).await;
-        assert_eq!(response.status(), StatusCode::CREATED, "sign-up of {username}");
-        let token = response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "sign-up of {username}"
+        );
+        let token = response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let me: Value = self.get(&token, "/api/users/").await.json().await.unwrap();
-        ApiUser { id: me["user_id"].as_i64().unwrap(), username: username.to_string(), email, token }
+        ApiUser {
+            id: me["user_id"].as_i64().unwrap(),
+            username: username.to_string(),
+            email,
+            token,
+        }
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.api.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.api
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, token: &str, path: &str) -> Response {
-        self.api.post(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.api
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> Response {
-        self.api.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+        self.api
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn patch_json(&self, token: &str, path: &str, body: &Value) -> Response {
-        self.api.patch(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+        self.api
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> Response {
-        self.api.delete(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.api
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Makes `a` and `b` friends through the API.
     pub async fn befriend(&self, a: &ApiUser, b: &ApiUser) {
-        let r = self.post(&a.token, &format!("/api/friends/requests?username={}", b.username)).await;
-        assert_eq!(r.status(), StatusCode::CREATED, "request {} -> {}", a.username, b.username);
-        let r = self.post(&b.token, &format!("/api/friends/requests/accept?requester_username={}", a.username)).await;
-        assert_eq!(r.status(), StatusCode::CREATED, "accept {} -> {}", a.username, b.username);
+        let r = self
+            .post(
+                &a.token,
+                &format!("/api/friends/requests?username={}", b.username),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "request {} -> {}",
+            a.username,
+            b.username
+        );
+        let r = self
+            .post(
+                &b.token,
+                &format!(
+                    "/api/friends/requests/accept?requester_username={}",
+                    a.username
+                ),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "accept {} -> {}",
+            a.username,
+            b.username
+        );
     }
 
     pub async fn send_dm(&self, from: &ApiUser, to: &ApiUser, content: &str) -> Response {
@@ -261,7 +365,10 @@ impl TestApp {
 
     /// Opens `GET /api/events` for a user, optionally resuming after an id.
     pub async fn events(&self, user: &ApiUser, last_event_id: Option<i64>) -> EventStream {
-        let mut request = self.api_stream_client().get(self.url("/api/events")).bearer_auth(&user.token);
+        let mut request = self
+            .api_stream_client()
+            .get(self.url("/api/events"))
+            .bearer_auth(&user.token);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
@@ -308,7 +415,11 @@ pub struct PageClient {
 
 impl PageClient {
     pub async fn get(&self, path: &str) -> Response {
-        self.client.get(format!("{}{}", self.base, path)).send().await.unwrap()
+        self.client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get_html(&self, path: &str) -> String {
@@ -318,16 +429,34 @@ impl PageClient {
     }
 
     /// Posts a form with the CSRF token the page at `token_page` carries.
-    pub async fn post_form(&self, token_page: &str, path: &str, fields: &[(&str, &str)]) -> Response {
+    pub async fn post_form(
+        &self,
+        token_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Response {
         let html = self.get_html(token_page).await;
         let token = csrf_token(&html);
         let mut form: Vec<(&str, &str)> = fields.to_vec();
         form.push(("csrf_token", &token));
-        self.client.post(format!("{}{}", self.base, path)).form(&form).send().await.unwrap()
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
     }
 
-    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Response {
-        let mut request = self.client.post(format!("{}{}", self.base, path)).form(fields);
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .form(fields);
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -339,23 +468,39 @@ impl PageClient {
         self.post_form(
             "/signup",
             "/signup",
-            &[("username", username), ("email", &email), ("password", PASSWORD), ("password_again", PASSWORD)],
+            &[
+                ("username", username),
+                ("email", &email),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ],
         )
         .await
     }
 
     pub async fn sign_in(&self, login: &str, password: &str) -> Response {
-        self.post_form("/login", "/login", &[("login", login), ("password", password)]).await
+        self.post_form(
+            "/login",
+            "/login",
+            &[("login", login), ("password", password)],
+        )
+        .await
     }
 }
 
 pub fn csrf_token(html: &str) -> String {
-    let start = html.find(r#"name="csrf_token" value=""#).expect("page has a CSRF field") + r#"name="csrf_token" value=""#.len();
+    let start = html
+        .find(r#"name="csrf_token" value=""#)
+        .expect("page has a CSRF field")
+        + r#"name="csrf_token" value=""#.len();
     html[start..start + html[start..].find('"').unwrap()].to_string()
 }
 
 pub fn location(r: &Response) -> String {
-    r.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    r.headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 /// One server-sent event.
@@ -380,7 +525,10 @@ pub struct EventStream {
 
 impl EventStream {
     pub fn new(response: Response) -> Self {
-        Self { response, buffer: String::new() }
+        Self {
+            response,
+            buffer: String::new(),
+        }
     }
 
     /// The next event (comments skipped), or `None` after `wait` without one or at the end.
@@ -389,7 +537,11 @@ impl EventStream {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let frame: String = self.buffer.drain(..end + 2).collect();
-                let mut sse = Sse { id: None, event: "message".into(), data: String::new() };
+                let mut sse = Sse {
+                    id: None,
+                    event: "message".into(),
+                    data: String::new(),
+                };
                 let mut has_data = false;
                 for line in frame.lines() {
                     if let Some(v) = line.strip_prefix("id:") {
@@ -409,7 +561,10 @@ impl EventStream {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await.ok()?.ok()??;
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .ok()??;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }

@@ -195,7 +195,9 @@ async fn an_event_id_that_commits_late_is_not_skipped() {
     };
     let bob = app.user("bob").await;
     let mut stream = app.events(&bob, None).await;
-    let messenger::db::Db::MySql(pool) = &app.db else { unreachable!() };
+    let messenger::db::Db::MySql(pool) = &app.db else {
+        unreachable!()
+    };
     // Transaction 1 takes an id and holds it uncommitted…
     let mut slow = pool.begin().await.unwrap();
     sqlx::query("INSERT INTO event (user_id, kind, payload, created_date_time) VALUES (?, 'typing', '{\"n\":1}', NOW(6))")
@@ -206,9 +208,18 @@ async fn an_event_id_that_commits_late_is_not_skipped() {
     app.db.ping().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     slow.commit().await.unwrap();
-    let first = stream.next_of(&["typing"], Duration::from_secs(5)).await.unwrap();
-    let second = stream.next_of(&["typing"], Duration::from_secs(5)).await.unwrap();
-    assert_eq!((first.json()["n"].as_i64(), second.json()["n"].as_i64()), (Some(1), Some(2)));
+    let first = stream
+        .next_of(&["typing"], Duration::from_secs(5))
+        .await
+        .unwrap();
+    let second = stream
+        .next_of(&["typing"], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.json()["n"].as_i64(), second.json()["n"].as_i64()),
+        (Some(1), Some(2))
+    );
 }
 
 #[tokio::test]
@@ -216,13 +227,23 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered_forever() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     let bob = app.user("bob").await;
     // Open a stream and never read it.
-    let unread = app.api.get(app.url("/api/events")).bearer_auth(&bob.token).send().await.unwrap();
+    let unread = app
+        .api
+        .get(app.url("/api/events"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.hub.stream_count(), 1);
     let payload = serde_json::json!({ "pad": "x".repeat(4000) });
-    let batch: Vec<_> = (0..200).map(|_| messenger::store::events::NewEvent::new(bob.id as i32, "typing", &payload)).collect();
+    let batch: Vec<_> = (0..200)
+        .map(|_| messenger::store::events::NewEvent::new(bob.id as i32, "typing", &payload))
+        .collect();
     for _ in 0..20 {
-        messenger::store::events::write(&app.db, &batch).await.unwrap();
+        messenger::store::events::write(&app.db, &batch)
+            .await
+            .unwrap();
         app.hub.wake();
     }
     let mut dropped = false;
@@ -234,5 +255,8 @@ async fn a_client_that_stops_reading_is_disconnected_not_buffered_forever() {
         }
     }
     drop(unread);
-    assert!(dropped, "a stream that does not read is dropped once its buffer is full");
+    assert!(
+        dropped,
+        "a stream that does not read is dropped once its buffer is full"
+    );
 }

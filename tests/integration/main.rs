@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod browser;
 mod foundation;
 mod friends;
 mod live;

@@ -301,8 +301,13 @@ async fn pairs_sending_through_two_processes_lose_nothing() {
             let (client, token) = (a.api.clone(), u.token.clone());
             tasks.push(tokio::spawn(async move {
                 for n in 0..100 {
-                    let r = client.post(format!("{base}/api/messages/?addressee_username={to}")).bearer_auth(&token)
-                        .json(&json!({ "content": format!("{n}") })).send().await.unwrap();
+                    let r = client
+                        .post(format!("{base}/api/messages/?addressee_username={to}"))
+                        .bearer_auth(&token)
+                        .json(&json!({ "content": format!("{n}") }))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), StatusCode::CREATED);
                 }
             }));
@@ -314,23 +319,46 @@ async fn pairs_sending_through_two_processes_lose_nothing() {
             let me = &users[i];
             let other = &users[i ^ 1];
             let got = stream.collect(&["message"], Duration::from_secs(4)).await;
-            let from_other: Vec<i64> = got.iter().filter(|e| e.json()["sender_id"].as_i64() == Some(other.id))
-                .map(|e| e.json()["content"].as_str().unwrap().parse().unwrap()).collect();
-            assert_eq!(from_other, (0..100).collect::<Vec<_>>(), "{backend:?}: {} received everything once, in order", me.username);
+            let from_other: Vec<i64> = got
+                .iter()
+                .filter(|e| e.json()["sender_id"].as_i64() == Some(other.id))
+                .map(|e| e.json()["content"].as_str().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(
+                from_other,
+                (0..100).collect::<Vec<_>>(),
+                "{backend:?}: {} received everything once, in order",
+                me.username
+            );
             let mut history: HashMap<i64, usize> = HashMap::new();
             let mut cursor: Option<String> = None;
             loop {
-                let path = match &cursor { Some(c) => format!("/api/messages/?friend_username={}&limit=100&cursor={c}", other.username), None => format!("/api/messages/?friend_username={}&limit=100", other.username) };
+                let path = match &cursor {
+                    Some(c) => format!(
+                        "/api/messages/?friend_username={}&limit=100&cursor={c}",
+                        other.username
+                    ),
+                    None => format!(
+                        "/api/messages/?friend_username={}&limit=100",
+                        other.username
+                    ),
+                };
                 let (_, page) = body(a.get(&me.token, &path).await).await;
                 for m in page["results"].as_array().unwrap() {
-                    *history.entry(m["message_id"].as_i64().unwrap()).or_default() += 1;
+                    *history
+                        .entry(m["message_id"].as_i64().unwrap())
+                        .or_default() += 1;
                 }
                 cursor = page["cursor"]["next_page"].as_str().map(String::from);
                 if cursor.is_none() {
                     break;
                 }
             }
-            assert_eq!(history.len(), 200, "{backend:?}: the whole conversation in history");
+            assert_eq!(
+                history.len(),
+                200,
+                "{backend:?}: the whole conversation in history"
+            );
             assert!(history.values().all(|&n| n == 1));
         }
     }
