@@ -48,8 +48,13 @@ fn oob(id: i64, html: String) -> Event {
     Event::default().id(id.to_string()).event("oob").data(html)
 }
 
+/// An event that makes part of the page fetch itself again. Its data is not used, but
+/// must not be empty: an EventSource does not dispatch events without data.
 fn trigger(id: i64, name: &str) -> Event {
-    Event::default().id(id.to_string()).event(name).data("")
+    Event::default()
+        .id(id.to_string())
+        .event(name)
+        .data("refresh")
 }
 
 /// The conversation key (`d-<other user>` or `g-<group>`) of a message, for this viewer.
