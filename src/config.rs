@@ -89,6 +89,9 @@ pub struct Config {
     pub presence_grace: Duration,
     /// How often this process polls the event table when nothing woke it.
     pub event_poll_interval: Duration,
+    /// A file holding the MySQL password (`RDS_PASSWORD_FILE`), re-read while running so
+    /// that a rotated password reaches new connections without a restart.
+    pub password_file: Option<std::path::PathBuf>,
     /// Warnings about the settings, logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -197,6 +200,7 @@ impl Config {
                 "EVENT_POLL_MILLISECONDS",
                 50,
             )?),
+            password_file: lookup("RDS_PASSWORD_FILE").map(Into::into),
             warnings,
         })
     }
@@ -228,7 +232,13 @@ fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Secret, Conf
     let port: u16 = parse_or(lookup, "RDS_PORT", 3306)?;
     let user =
         lookup("RDS_USER").ok_or_else(|| bad("RDS_USER", "must be set with RDS_ENDPOINT"))?;
-    let password = lookup("RDS_PASSWORD").unwrap_or_default();
+    let password = match (lookup("RDS_PASSWORD"), lookup("RDS_PASSWORD_FILE")) {
+        (Some(p), _) => p,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| bad("RDS_PASSWORD_FILE", format!("cannot read {file}: {e}")))?,
+        (None, None) => String::new(),
+    };
     let db_name =
         lookup("RDS_DB_NAME").ok_or_else(|| bad("RDS_DB_NAME", "must be set with RDS_ENDPOINT"))?;
     let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
@@ -323,6 +333,32 @@ mod tests {
         );
         assert_eq!(c.pool_size, 7);
         assert!(c.is_mysql());
+    }
+
+    #[test]
+    fn the_rds_password_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "s3cret/pw\n").unwrap();
+        let c = config(&[
+            ("RDS_ENDPOINT", "db.internal"),
+            ("RDS_USER", "app"),
+            ("RDS_DB_NAME", "messenger"),
+            ("RDS_PASSWORD_FILE", path.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.database_url.expose(),
+            "mysql://app:s3cret%2Fpw@db.internal:3306/messenger"
+        );
+        assert_eq!(c.password_file.as_deref(), Some(path.as_path()));
+        let missing = config(&[
+            ("RDS_ENDPOINT", "db.internal"),
+            ("RDS_USER", "app"),
+            ("RDS_DB_NAME", "messenger"),
+            ("RDS_PASSWORD_FILE", "/nonexistent/password"),
+        ]);
+        assert_eq!(missing.unwrap_err().variable, "RDS_PASSWORD_FILE");
     }
 
     #[test]

@@ -32,6 +32,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Healthcheck)) {
+        // Only the address matters here: a container's health check must not depend on
+        // the rest of the configuration (secrets, database URL) being readable.
+        return run(healthcheck(std::env::var("BIND_ADDR").ok()));
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -39,15 +44,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let result = runtime.block_on(async move {
+    run(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
-            Command::Healthcheck => healthcheck(config).await,
+            _ => serve(config).await,
         }
-    });
-    match result {
+    })
+}
+
+fn run(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -82,9 +89,14 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 /// A tiny HTTP/1.1 client, so the container image needs no curl or wget.
-async fn healthcheck(config: Config) -> anyhow::Result<()> {
+async fn healthcheck(bind_addr: Option<String>) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut addr = config.bind_addr;
+    let mut addr: std::net::SocketAddr = match bind_addr {
+        Some(raw) => raw
+            .parse()
+            .map_err(|_| anyhow::anyhow!("BIND_ADDR: not host:port: {raw:?}"))?,
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8000)),
+    };
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

@@ -158,7 +158,6 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(tower_http::LatencyUnit::Micros));
     Router::new()
-        .route("/health", get(health))
         .route("/static/{name}", get(assets::serve))
         .nest("/api", api::router())
         .merge(web::router(state.clone()))
@@ -193,6 +192,9 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                     HeaderValue::from_static("strict-origin-when-cross-origin"),
                 )),
         )
+        // Added after the layers: the load balancer's probes (every few seconds from
+        // each target) stay out of the request log and need no session.
+        .route("/health", get(health))
         .with_state(state)
 }
 

@@ -109,6 +109,44 @@ impl Db {
         result.map_err(|e| ConnectError::Migrate(e.to_string()))
     }
 
+    /// Re-reads `file` every 30 s and, when the password in it changed (a rotation),
+    /// gives new MySQL connections the new one. Open connections stay as they are: MySQL
+    /// keeps sessions that authenticated with the old password.
+    pub fn reload_password_from(
+        &self,
+        file: std::path::PathBuf,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let Db::MySql(pool) = self.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let read = |file: &std::path::Path| {
+                std::fs::read_to_string(file)
+                    .ok()
+                    .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+            };
+            let mut current = read(&file);
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let Some(latest) = read(&file) else {
+                    tracing::warn!(file = %file.display(), "cannot read RDS_PASSWORD_FILE; keeping the current password");
+                    continue;
+                };
+                if current.as_deref() != Some(latest.as_str()) {
+                    let options = (*pool.connect_options()).clone().password(&latest);
+                    pool.set_connect_options(options);
+                    tracing::info!("database password changed; new connections use the new one");
+                    current = Some(latest);
+                }
+            }
+        });
+    }
+
     /// A round trip to the server, for `/health`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         db_run!(self, |pool| sqlx::query("SELECT 1")

@@ -42,17 +42,16 @@ pub fn open(hub: &EventHub, user_id: i32, last_id: Option<i64>, encode: Encoder)
         let mut last_sent = watermark;
         match last_id {
             Some(n) if n < watermark => {
-                let retained = matches!(event_store::min_id(&db).await, Ok(Some(min)) if n + 1 >= min)
-                    || matches!(event_store::min_id(&db).await, Ok(None));
-                match (retained, event_store::for_user_between(&db, user_id, n, watermark).await) {
-                    (true, Ok(missed)) => {
+                // Boxed: the stream's state stays small while it idles (10,000s of them).
+                match Box::pin(missed_events(&db, user_id, n, watermark)).await {
+                    Some(missed) => {
                         for event in &missed {
                             for sse in encode(event) {
                                 yield Ok::<_, Infallible>(sse);
                             }
                         }
                     }
-                    _ => yield Ok(Event::default().event("reset").data("{}")),
+                    None => yield Ok(Event::default().event("reset").data("{}")),
                 }
             }
             Some(n) => last_sent = n,
@@ -85,6 +84,23 @@ pub fn open(hub: &EventHub, user_id: i32, last_id: Option<i64>, encode: Encoder)
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// The retained events of `user_id` in `(after, up_to]`, or `None` when some of them
+/// were already pruned (the client must reset).
+async fn missed_events(
+    db: &crate::db::Db,
+    user_id: i32,
+    after: i64,
+    up_to: i64,
+) -> Option<Vec<StoredEvent>> {
+    let oldest = event_store::min_id(db).await.ok()?;
+    if matches!(oldest, Some(min) if after + 1 < min) {
+        return None;
+    }
+    event_store::for_user_between(db, user_id, after, up_to)
+        .await
+        .ok()
 }
 
 /// The API's encoding: `id`, `event: <kind>`, `data: <one-line JSON>`.

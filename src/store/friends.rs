@@ -72,6 +72,19 @@ impl Latest {
         })
     }
 
+    /// The `friend_list.list` code of this pair as `owner` sees it.
+    fn list_code_for(&self, owner: UserId) -> &'static str {
+        match self.relationship_for(owner) {
+            Relationship::Friends => "F",
+            Relationship::RequestReceived => "I",
+            Relationship::RequestSent => "O",
+            Relationship::Declined => "D",
+            Relationship::BlockedByMe => "B",
+            Relationship::BlockedMe => "X",
+            Relationship::None => "",
+        }
+    }
+
     pub fn relationship_for(&self, me: UserId) -> Relationship {
         match self.status {
             FriendshipStatus::Requested if self.requester_id == me => Relationship::RequestSent,
@@ -145,6 +158,32 @@ macro_rules! append_status {
     }};
 }
 
+/// Rewrites the pair's two `friend_list` rows from the latest status (none after a
+/// delete), inside the transaction that changed it.
+macro_rules! sync_lists {
+    ($tx:expr, $x:expr, $y:expr) => {{
+        let (x, y): (&User, &User) = ($x, $y);
+        sqlx::query("DELETE FROM friend_list WHERE (owner_id = ? AND other_id = ?) OR (owner_id = ? AND other_id = ?)")
+            .bind(x.user_id)
+            .bind(y.user_id)
+            .bind(y.user_id)
+            .bind(x.user_id)
+            .execute(&mut *$tx)
+            .await?;
+        if let Some(l) = latest_in_tx!($tx, x.user_id, y.user_id) {
+            for (owner, other) in [(x, y), (y, x)] {
+                sqlx::query("INSERT INTO friend_list (owner_id, other_id, other_username, list) VALUES (?, ?, ?, ?)")
+                    .bind(owner.user_id)
+                    .bind(other.user_id)
+                    .bind(other.username.as_str())
+                    .bind(l.list_code_for(owner.user_id))
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+        }
+    }};
+}
+
 /// The latest status between two users, if they have a friendship.
 pub async fn latest(db: &Db, a: UserId, b: UserId) -> Result<Option<Latest>, sqlx::Error> {
     let row = db_run!(db, |pool| {
@@ -175,19 +214,19 @@ pub async fn relationships(
         return Ok(HashMap::new());
     }
     let rows: Vec<LatestRow> = db_run!(db, |pool| {
+        // Two primary-key ranges: (me, them…) and (them…, me).
         let mut q = QueryBuilder::new(
             "SELECT s.requester_id, s.addressee_id, s.status_code_id, s.specifier_id, s.specified_date_time \
              FROM friendship_status s WHERE (s.requester_id = ",
         );
-        q.push_bind(me)
-            .push(" OR s.addressee_id = ")
-            .push_bind(me)
-            .push(") AND (s.requester_id IN (");
+        q.push_bind(me).push(" AND s.addressee_id IN (");
         let mut ids = q.separated(", ");
         for id in others {
             ids.push_bind(*id);
         }
-        q.push(") OR s.addressee_id IN (");
+        q.push(")) OR (s.addressee_id = ")
+            .push_bind(me)
+            .push(" AND s.requester_id IN (");
         let mut ids = q.separated(", ");
         for id in others {
             ids.push_bind(*id);
@@ -267,6 +306,7 @@ pub async fn request(db: &Db, me: &User, target: &User) -> Result<CreatedRequest
             a,
             None::<PrimitiveDateTime>
         );
+        sync_lists!(tx, me, target);
         let event = NewEvent::new(
             b,
             "friend_request",
@@ -304,6 +344,7 @@ pub async fn answer(db: &Db, me: &User, requester: &User, accept: bool) -> Resul
             _ => return Err(AppError::bad_request("friend request already addressed")),
         }
         append_status!(tx, b, a, status, a, Some(l.at));
+        sync_lists!(tx, me, requester);
         let word = if accept { "accepted" } else { "declined" };
         tx.write_events(&[friendship_event(b, me, word)]).await?;
         Ok(())
@@ -356,6 +397,7 @@ pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
                 );
             }
         }
+        sync_lists!(tx, me, target);
         // The blocked user is not told of the block; they see a friend or a request vanish.
         if was_friend_or_pending {
             tx.write_events(&[friendship_event(b, me, "removed")])
@@ -395,6 +437,7 @@ pub async fn delete(
             .bind(a).bind(b).bind(b).bind(a)
             .execute(&mut *tx)
             .await?;
+        sync_lists!(tx, me, other);
         if relationship != Relationship::BlockedByMe {
             tx.write_events(&[friendship_event(b, me, "removed")])
                 .await?;
@@ -416,10 +459,8 @@ pub enum ListKind {
     Blocked,
 }
 
-const LATEST_CODE: &str = "(SELECT s.status_code_id FROM friendship_status s WHERE s.requester_id = f.requester_id AND s.addressee_id = f.addressee_id ORDER BY s.specified_date_time DESC LIMIT 1)";
-const LATEST_SPECIFIER: &str = "(SELECT s.specifier_id FROM friendship_status s WHERE s.requester_id = f.requester_id AND s.addressee_id = f.addressee_id ORDER BY s.specified_date_time DESC LIMIT 1)";
-
-/// One page of a list, ordered by username, keyed on it: one indexed query per page.
+/// One page of a list, ordered by username, keyed on it: one index range per page
+/// (`friend_list_page`), as fast with 10,000 friends as with 10.
 #[tracing::instrument(skip(db))]
 pub async fn list(
     db: &Db,
@@ -429,124 +470,71 @@ pub async fn list(
     limit: u32,
 ) -> Result<Page<UserSummary>, sqlx::Error> {
     let limit = limit.clamp(1, 100) as usize;
-    let (sent, received) = match kind {
-        ListKind::Friends | ListKind::Blocked => (true, true),
-        ListKind::RequestsReceived => (false, true),
-        ListKind::RequestsSent => (true, false),
-    };
     let code = match kind {
-        ListKind::Friends => "A",
-        ListKind::RequestsReceived | ListKind::RequestsSent => "R",
+        ListKind::Friends => "F",
+        ListKind::RequestsReceived => "I",
+        ListKind::RequestsSent => "O",
         ListKind::Blocked => "B",
     };
-    let rows: Vec<UserSummary> = db_run!(db, |pool| {
-        let mut q = QueryBuilder::new("SELECT u.user_id, u.username FROM (");
-        if sent {
-            q.push("SELECT f.addressee_id AS other_id FROM friendship f WHERE f.requester_id = ")
-                .push_bind(me)
-                .push(format!(" AND {LATEST_CODE} = "))
-                .push_bind(code);
-            if kind == ListKind::Blocked {
-                q.push(format!(" AND {LATEST_SPECIFIER} = ")).push_bind(me);
-            }
-        }
-        if sent && received {
-            q.push(" UNION ALL ");
-        }
-        if received {
-            q.push("SELECT f.requester_id AS other_id FROM friendship f WHERE f.addressee_id = ")
-                .push_bind(me)
-                .push(format!(" AND {LATEST_CODE} = "))
-                .push_bind(code);
-            if kind == ListKind::Blocked {
-                q.push(format!(" AND {LATEST_SPECIFIER} = ")).push_bind(me);
-            }
-        }
-        q.push(") pair JOIN user u ON u.user_id = pair.other_id");
+    let mut rows: Vec<UserSummary> = db_run!(db, |pool| {
+        let mut q = QueryBuilder::new(
+            "SELECT other_id AS user_id, other_username AS username FROM friend_list WHERE owner_id = ",
+        );
+        q.push_bind(me).push(" AND list = ").push_bind(code);
         match cursor {
             Some(Cursor::Next(key)) => {
-                q.push(" WHERE u.username > ")
+                q.push(" AND other_username > ")
                     .push_bind(key.as_str())
-                    .push(" ORDER BY u.username ASC");
+                    .push(" ORDER BY other_username ASC");
             }
             Some(Cursor::Prev(key)) => {
-                q.push(" WHERE u.username < ")
+                q.push(" AND other_username < ")
                     .push_bind(key.as_str())
-                    .push(" ORDER BY u.username DESC");
+                    .push(" ORDER BY other_username DESC");
             }
             None => {
-                q.push(" ORDER BY u.username ASC");
+                q.push(" ORDER BY other_username ASC");
             }
         }
         q.push(" LIMIT ").push_bind((limit + 1) as i64);
         q.build_query_as::<UserSummary>().fetch_all(pool).await
     })?;
-    let mut rows = rows;
     if matches!(cursor, Some(Cursor::Prev(_))) {
         rows.reverse();
     }
     Ok(Page::from_rows(rows, limit, cursor, |u| u.username.clone()))
 }
 
-/// How many users each list holds (the counts on the friends page): one query.
+/// How many users each list holds (the counts on the friends page): one index range.
 pub async fn counts(db: &Db, me: UserId) -> Result<HashMap<&'static str, i64>, sqlx::Error> {
-    let sql = format!(
-        "SELECT \
-           SUM(CASE WHEN code = 'A' THEN 1 ELSE 0 END), \
-           SUM(CASE WHEN code = 'R' AND f_addressee = ? THEN 1 ELSE 0 END), \
-           SUM(CASE WHEN code = 'R' AND f_requester = ? THEN 1 ELSE 0 END), \
-           SUM(CASE WHEN code = 'B' AND specifier = ? THEN 1 ELSE 0 END) \
-         FROM (SELECT f.requester_id AS f_requester, f.addressee_id AS f_addressee, {LATEST_CODE} AS code, {LATEST_SPECIFIER} AS specifier \
-               FROM friendship f WHERE f.requester_id = ? \
-               UNION ALL \
-               SELECT f.requester_id, f.addressee_id, {LATEST_CODE}, {LATEST_SPECIFIER} \
-               FROM friendship f WHERE f.addressee_id = ?) pair"
-    );
-    let row: (Option<i64>, Option<i64>, Option<i64>, Option<i64>) = match db {
-        Db::MySql(pool) => {
-            // MySQL's SUM is DECIMAL; cast for a portable i64.
-            let sql = sql
-                .replace("SUM(", "CAST(SUM(")
-                .replace(" END)", " END) AS SIGNED)");
-            sqlx::query_as(&sql)
-                .bind(me)
-                .bind(me)
-                .bind(me)
-                .bind(me)
-                .bind(me)
-                .fetch_one(pool)
-                .await?
-        }
-        Db::Sqlite(pool) => {
-            sqlx::query_as(&sql)
-                .bind(me)
-                .bind(me)
-                .bind(me)
-                .bind(me)
-                .bind(me)
-                .fetch_one(pool)
-                .await?
-        }
-    };
-    Ok(HashMap::from([
-        ("friends", row.0.unwrap_or(0)),
-        ("received", row.1.unwrap_or(0)),
-        ("sent", row.2.unwrap_or(0)),
-        ("blocked", row.3.unwrap_or(0)),
-    ]))
+    let rows: Vec<(String, i64)> = db_run!(db, |pool| {
+        sqlx::query_as("SELECT list, COUNT(*) FROM friend_list WHERE owner_id = ? GROUP BY list")
+            .bind(me)
+            .fetch_all(pool)
+            .await
+    })?;
+    let mut counts = HashMap::from([("friends", 0), ("received", 0), ("sent", 0), ("blocked", 0)]);
+    for (code, n) in rows {
+        let key = match code.as_str() {
+            "F" => "friends",
+            "I" => "received",
+            "O" => "sent",
+            "B" => "blocked",
+            _ => continue,
+        };
+        counts.insert(key, n);
+    }
+    Ok(counts)
 }
 
 /// Ids of everyone whose latest status with `me` is accepted (presence goes to them).
 pub async fn accepted_friend_ids(db: &Db, me: UserId) -> Result<Vec<UserId>, sqlx::Error> {
-    let sql = format!(
-        "SELECT f.addressee_id FROM friendship f WHERE f.requester_id = ? AND {LATEST_CODE} = 'A' \
-         UNION ALL SELECT f.requester_id FROM friendship f WHERE f.addressee_id = ? AND {LATEST_CODE} = 'A'"
-    );
-    db_run!(db, |pool| sqlx::query_scalar(&sql)
-        .bind(me)
-        .bind(me)
-        .fetch_all(pool)
-        .await)
+    db_run!(db, |pool| {
+        sqlx::query_scalar("SELECT other_id FROM friend_list WHERE owner_id = ? AND list = 'F'")
+            .bind(me)
+            .fetch_all(pool)
+            .await
+    })
 }
 
 /// Users whose name starts with `prefix`, leaving out me and anyone who blocked me.
@@ -565,18 +553,15 @@ pub async fn search(
         })
         .collect();
     let pattern = format!("{escaped}%");
-    let sql = format!(
-        "SELECT u.user_id, u.username FROM user u \
+    // A prefix range on the username index; the blocker test is one primary-key lookup
+    // per candidate.
+    let sql = "SELECT u.user_id, u.username FROM user u \
          WHERE u.username LIKE ? ESCAPE '!' AND u.user_id <> ? \
-         AND NOT EXISTS (SELECT 1 FROM friendship f WHERE \
-             ((f.requester_id = u.user_id AND f.addressee_id = ?) OR (f.requester_id = ? AND f.addressee_id = u.user_id)) \
-             AND {LATEST_CODE} = 'B' AND {LATEST_SPECIFIER} = u.user_id) \
-         ORDER BY u.username LIMIT ?"
-    );
+         AND NOT EXISTS (SELECT 1 FROM friend_list fl WHERE fl.owner_id = ? AND fl.other_id = u.user_id AND fl.list = 'X') \
+         ORDER BY u.username LIMIT ?";
     db_run!(db, |pool| {
-        sqlx::query_as::<_, UserSummary>(&sql)
+        sqlx::query_as::<_, UserSummary>(sql)
             .bind(&pattern)
-            .bind(me)
             .bind(me)
             .bind(me)
             .bind(limit.clamp(1, 50) as i64)

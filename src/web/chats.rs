@@ -3,7 +3,8 @@
 
 use askama::Template;
 use axum::{
-    extract::{Path, Query, State},
+    extract::{FromRequestParts, Path, Query, RawPathParams, State},
+    http::request::Parts,
     http::StatusCode,
     response::{Html, IntoResponse, Response},
     routing::{get, post},
@@ -34,16 +35,17 @@ pub fn router() -> Router<AppState> {
         .route("/chats", get(chats_page))
         .route("/chats/list", get(chats_list))
         .route("/chats/groups", post(create_group))
-        .route("/chats/{who}", get(direct_page))
-        .route("/chats/{who}/older", get(direct_older))
-        .route("/chats/{who}/messages", post(direct_send))
-        .route("/chats/{who}/seen", post(direct_seen))
-        .route("/chats/{who}/typing", post(direct_typing))
-        .route("/chats/g/{id}", get(group_page))
-        .route("/chats/g/{id}/older", get(group_older))
-        .route("/chats/g/{id}/messages", post(group_send))
-        .route("/chats/g/{id}/seen", post(group_seen))
-        .route("/chats/g/{id}/typing", post(group_typing))
+        // `{who}` is `@username`; `g/{id}` a group. The same handlers serve both.
+        .route("/chats/{who}", get(conversation_page))
+        .route("/chats/{who}/older", get(older))
+        .route("/chats/{who}/messages", post(send))
+        .route("/chats/{who}/seen", post(seen))
+        .route("/chats/{who}/typing", post(typing))
+        .route("/chats/g/{id}", get(conversation_page))
+        .route("/chats/g/{id}/older", get(older))
+        .route("/chats/g/{id}/messages", post(send))
+        .route("/chats/g/{id}/seen", post(seen))
+        .route("/chats/g/{id}/typing", post(typing))
         .route(
             "/chats/g/{id}/members",
             get(group_members).post(group_add_member),
@@ -268,42 +270,113 @@ async fn latest_page(
     Ok((views, older))
 }
 
-async fn direct_page(
+/// Which conversation a page URL names: `/chats/@bob…` or `/chats/g/42…`.
+pub enum ConvPath {
+    Direct(String),
+    Group(GroupId),
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ConvPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let missing = || AppError::not_found("This page does not exist.");
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| missing())?;
+        for (key, value) in &params {
+            match key {
+                "who" => return Ok(ConvPath::Direct(value.to_string())),
+                "id" => return value.parse().map(ConvPath::Group).map_err(|_| missing()),
+                _ => {}
+            }
+        }
+        Err(missing())
+    }
+}
+
+/// A conversation `me` may open: with another user, or a group `me` belongs to.
+enum Party {
+    User(User),
+    Group(GroupChat),
+}
+
+struct Opened {
+    conv: Conversation,
+    at: ConvRef,
+    party: Party,
+}
+
+/// Resolves and authorizes the conversation a URL names (404 for a group `me` is not in).
+async fn open(state: &AppState, me: &User, path: ConvPath) -> AppResult<Opened> {
+    match path {
+        ConvPath::Direct(who) => {
+            let other = other_user(state, &who).await?;
+            if other.user_id == me.user_id {
+                return Err(AppError::not_found("You cannot chat with yourself."));
+            }
+            Ok(Opened {
+                conv: Conversation::Direct(other.user_id),
+                at: ConvRef::direct(&other),
+                party: Party::User(other),
+            })
+        }
+        ConvPath::Group(id) => {
+            let chat = messages::require_member(&state.db, me.user_id, id).await?;
+            Ok(Opened {
+                conv: Conversation::Group(id),
+                at: ConvRef::group(&chat),
+                party: Party::Group(chat),
+            })
+        }
+    }
+}
+
+/// The conversation page: the latest messages (marked seen), the composer, and for a
+/// group the members panel.
+async fn conversation_page(
     State(state): State<AppState>,
     mut ctx: Ctx,
-    Path(who): Path<String>,
+    path: ConvPath,
 ) -> AppResult<Response> {
-    let other = other_user(&state, &who).await?;
-    if other.user_id == ctx.user.user_id {
-        return Err(AppError::not_found("You cannot chat with yourself."));
-    }
-    let relationship =
-        friend_store::relationship(&state.db, ctx.user.user_id, other.user_id).await?;
-    let conv = Conversation::Direct(other.user_id);
-    let (messages, older_cursor) = latest_page(&state, ctx.user.user_id, conv, None).await?;
-    if relationship != friend_store::Relationship::Friends && messages.is_empty() {
-        return Err(AppError::not_found(
-            "You can chat with your friends only. Send a friend request first.",
-        ));
-    }
+    let opened = open(&state, &ctx.user, path).await?;
+    let me = ctx.user.user_id;
+    let (messages, older_cursor) = latest_page(&state, me, opened.conv, None).await?;
+    let (can_send, online, group) = match &opened.party {
+        Party::User(other) => {
+            let friends = friend_store::relationship(&state.db, me, other.user_id).await?
+                == friend_store::Relationship::Friends;
+            if !friends && messages.is_empty() {
+                return Err(AppError::not_found(
+                    "You can chat with your friends only. Send a friend request first.",
+                ));
+            }
+            let online =
+                friends && crate::store::events::is_online(&state.db, other.user_id).await?;
+            (friends, online, None)
+        }
+        Party::Group(chat) => (
+            true,
+            false,
+            Some(group_panel(&state, &ctx.user, chat).await?),
+        ),
+    };
     if let Some(newest) = messages.last() {
-        if messages::mark_seen(&state.db, ctx.user.user_id, conv, newest.id).await? {
+        if messages::mark_seen(&state.db, me, opened.conv, newest.id).await? {
             state.events.wake();
         }
     }
-    let seen = last_mine_seen(&state, ctx.user.user_id, conv, &messages).await?;
-    let online = relationship == friend_store::Relationship::Friends
-        && crate::store::events::is_online(&state.db, other.user_id).await?;
+    let seen = last_mine_seen(&state, me, opened.conv, &messages).await?;
     ctx.layout.section = "chats";
     let page = ConversationPage {
         layout: ctx.layout,
-        conv: ConvRef::direct(&other),
+        conv: opened.at,
         messages,
         older_cursor,
         seen,
-        can_send: relationship == friend_store::Relationship::Friends,
+        can_send,
         online,
-        group: None,
+        group,
         client_key: uuid::Uuid::new_v4().to_string(),
     };
     Ok(render(&page)?.into_response())
@@ -338,36 +411,6 @@ async fn last_mine_seen(
             Ok(messages::read_by_others(&state.db, g, me, last_mine.id).await?)
         }
     }
-}
-
-async fn group_page(
-    State(state): State<AppState>,
-    mut ctx: Ctx,
-    Path(id): Path<GroupId>,
-) -> AppResult<Response> {
-    let chat = messages::require_member(&state.db, ctx.user.user_id, id).await?;
-    let conv = Conversation::Group(id);
-    let (messages, older_cursor) = latest_page(&state, ctx.user.user_id, conv, None).await?;
-    if let Some(newest) = messages.last() {
-        if messages::mark_seen(&state.db, ctx.user.user_id, conv, newest.id).await? {
-            state.events.wake();
-        }
-    }
-    let seen = last_mine_seen(&state, ctx.user.user_id, conv, &messages).await?;
-    let panel = group_panel(&state, &ctx.user, &chat).await?;
-    ctx.layout.section = "chats";
-    let page = ConversationPage {
-        layout: ctx.layout,
-        conv: ConvRef::group(&chat),
-        messages,
-        older_cursor,
-        seen,
-        can_send: true,
-        online: false,
-        group: Some(panel),
-        client_key: uuid::Uuid::new_v4().to_string(),
-    };
-    Ok(render(&page)?.into_response())
 }
 
 async fn group_panel(state: &AppState, me: &User, chat: &GroupChat) -> AppResult<GroupPanel> {
@@ -412,43 +455,18 @@ struct OlderQuery {
     before: MessageId,
 }
 
-async fn direct_older(
+/// Older messages, loaded as the reader scrolls up.
+async fn older(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(who): Path<String>,
+    path: ConvPath,
     Query(q): Query<OlderQuery>,
 ) -> AppResult<Html<String>> {
-    let other = other_user(&state, &who).await?;
-    let (messages, older_cursor) = latest_page(
-        &state,
-        ctx.user.user_id,
-        Conversation::Direct(other.user_id),
-        Some(q.before),
-    )
-    .await?;
+    let opened = open(&state, &ctx.user, path).await?;
+    let (messages, older_cursor) =
+        latest_page(&state, ctx.user.user_id, opened.conv, Some(q.before)).await?;
     render(&OlderMessages {
-        path: ConvRef::direct(&other).path,
-        messages,
-        older_cursor,
-    })
-}
-
-async fn group_older(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<GroupId>,
-    Query(q): Query<OlderQuery>,
-) -> AppResult<Html<String>> {
-    let chat = messages::require_member(&state.db, ctx.user.user_id, id).await?;
-    let (messages, older_cursor) = latest_page(
-        &state,
-        ctx.user.user_id,
-        Conversation::Group(id),
-        Some(q.before),
-    )
-    .await?;
-    render(&OlderMessages {
-        path: ConvRef::group(&chat).path,
+        path: opened.at.path,
         messages,
         older_cursor,
     })
@@ -462,20 +480,20 @@ struct SendInput {
 }
 
 /// Sends from the composer. htmx gets the new message's fragment to append (the live
-/// stream brings the same message, which the page ignores as already shown); a plain
-/// form is redirected back to the conversation.
+/// stream brings the same message, which the page drops as already shown); a plain form
+/// is redirected back to the conversation.
 async fn send(
-    state: &AppState,
+    State(state): State<AppState>,
     ctx: Ctx,
-    conv: Conversation,
-    path: &str,
-    input: SendInput,
+    path: ConvPath,
+    Form(input): Form<SendInput>,
 ) -> AppResult<Response> {
+    let opened = open(&state, &ctx.user, path).await?;
     let content = MessageContent::parse(&input.content).map_err(AppError::BadRequest)?;
     let (message, created) = messages::send(
         &state.db,
         &ctx.user,
-        conv,
+        opened.conv,
         &content,
         input.client_key.as_deref(),
     )
@@ -489,43 +507,8 @@ async fn send(
         })?
         .into_response())
     } else {
-        Ok(redirect(false, path))
+        Ok(redirect(false, &opened.at.path))
     }
-}
-
-async fn direct_send(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(who): Path<String>,
-    Form(input): Form<SendInput>,
-) -> AppResult<Response> {
-    let other = other_user(&state, &who).await?;
-    let path = ConvRef::direct(&other).path;
-    send(
-        &state,
-        ctx,
-        Conversation::Direct(other.user_id),
-        &path,
-        input,
-    )
-    .await
-}
-
-async fn group_send(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<GroupId>,
-    Form(input): Form<SendInput>,
-) -> AppResult<Response> {
-    messages::require_member(&state.db, ctx.user.user_id, id).await?;
-    send(
-        &state,
-        ctx,
-        Conversation::Group(id),
-        &format!("/chats/g/{id}"),
-        input,
-    )
-    .await
 }
 
 #[derive(Deserialize)]
@@ -533,63 +516,22 @@ struct SeenInput {
     message_id: MessageId,
 }
 
-async fn direct_seen(
+async fn seen(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(who): Path<String>,
+    path: ConvPath,
     Form(input): Form<SeenInput>,
 ) -> AppResult<StatusCode> {
-    let other = other_user(&state, &who).await?;
-    if messages::mark_seen(
-        &state.db,
-        ctx.user.user_id,
-        Conversation::Direct(other.user_id),
-        input.message_id,
-    )
-    .await?
-    {
+    let opened = open(&state, &ctx.user, path).await?;
+    if messages::mark_seen(&state.db, ctx.user.user_id, opened.conv, input.message_id).await? {
         state.events.wake();
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn group_seen(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<GroupId>,
-    Form(input): Form<SeenInput>,
-) -> AppResult<StatusCode> {
-    messages::require_member(&state.db, ctx.user.user_id, id).await?;
-    if messages::mark_seen(
-        &state.db,
-        ctx.user.user_id,
-        Conversation::Group(id),
-        input.message_id,
-    )
-    .await?
-    {
-        state.events.wake();
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn direct_typing(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(who): Path<String>,
-) -> AppResult<StatusCode> {
-    let other = other_user(&state, &who).await?;
-    messages::typing(&state.db, &ctx.user, Conversation::Direct(other.user_id)).await?;
-    state.events.wake();
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn group_typing(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(id): Path<GroupId>,
-) -> AppResult<StatusCode> {
-    messages::typing(&state.db, &ctx.user, Conversation::Group(id)).await?;
+async fn typing(State(state): State<AppState>, ctx: Ctx, path: ConvPath) -> AppResult<StatusCode> {
+    let opened = open(&state, &ctx.user, path).await?;
+    messages::typing(&state.db, &ctx.user, opened.conv).await?;
     state.events.wake();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -210,6 +210,7 @@ both_backends! {
             assert_eq!(statuses, [StatusCode::CREATED, StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST], "round {round}");
         }
         assert_eq!(app.count("friendship").await, 5, "one row per pair");
+        assert_eq!(app.count("friend_list").await, 10, "one list row per side of each pair");
         assert_eq!(app.count("friendship_status").await, 10);
         // Accept and block at the same moment: one wins, the pair is consistent.
         let a = app.user("racea").await;

@@ -151,6 +151,25 @@ both_backends! {
         assert!(f.next_of(&["presence"], Duration::from_secs(2)).await.is_none(), "no offline/online flicker");
     }
 
+    async fn typing_reaches_the_friend_live_and_is_not_replayed(app) {
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        let stranger = app.user("stranger").await;
+        app.befriend(&alice, &bob).await;
+        let mut bob_stream = app.events(&bob, None).await;
+        let before = app.hub.watermark();
+        let r = app.post_json(&alice.token, "/api/typing", &serde_json::json!({ "friend_username": "bob" })).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let e = bob_stream.next_of(&["typing"], Duration::from_secs(5)).await.expect("bob sees alice typing");
+        assert_eq!(e.json()["username"], "alice");
+        assert_eq!(e.json()["user_id"].as_i64(), Some(alice.id));
+        let r = app.post_json(&stranger.token, "/api/typing", &serde_json::json!({ "friend_username": "bob" })).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "strangers cannot type at bob");
+        drop(bob_stream);
+        let mut resumed = app.events(&bob, Some(before)).await;
+        assert!(resumed.next_of(&["typing"], Duration::from_millis(800)).await.is_none(), "typing is live only");
+    }
+
     async fn a_stream_contains_only_its_users_events(app) {
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;

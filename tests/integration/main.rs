@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod browser;
+mod deployment;
 mod foundation;
 mod friends;
 mod live;

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The performance figures, in release mode, on this machine: two server processes on one
+# fresh MariaDB database (127.0.0.1:3307, see start_test_db.sh), driven by the repo's load
+# tool (src/bin/loadtest.rs) and, for the sign-in burst, by wrk against /health.
+#   scripts/bench.sh            # every scenario
+#   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin
+set -euo pipefail
+cd "$(dirname "$0")/.."
+only="${1:-all}"
+cargo build --release --locked --bin messenger --bin loadtest >&2
+eval "$(scripts/start_test_db.sh)"
+db="bench_$(date +%s)"
+mariadb --protocol=tcp -h127.0.0.1 -P3307 -umessenger -pmessenger -e "CREATE DATABASE $db"
+url="${TEST_MYSQL_URL%/*}/$db"
+ulimit -n 65536 2>/dev/null || true
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true;
+            mariadb --protocol=tcp -h127.0.0.1 -P3307 -umessenger -pmessenger -e "DROP DATABASE IF EXISTS $db" || true; }
+trap cleanup EXIT
+
+serve() { # port, extra env...
+  local port=$1; shift
+  env DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-0123456789 \
+    SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 RUST_LOG=warn RDS_POOL_SIZE=32 "$@" \
+    target/release/messenger >"/tmp/bench-$port.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "server on $port did not start" >&2; exit 1
+}
+serve 8101
+serve 8102 MIGRATE_ON_START=false
+a=${pids[0]}; b=${pids[1]}
+lt() { echo; echo "### loadtest $*"; target/release/loadtest "$@" || true; }
+want() { [ "$only" = all ] || [ "$only" = "$1" ]; }
+
+want delivery   && lt --url http://127.0.0.1:8101 --users 20 --rate 500 --duration 20 --server-pid "$a"
+want cross      && lt --url http://127.0.0.1:8101,http://127.0.0.1:8102 --users 20 --rate 500 --duration 20 --server-pid "$a" --server-pid "$b"
+want throughput && lt --url http://127.0.0.1:8101 --users 64 --rate 0 --concurrency 64 --duration 15 --server-pid "$a"
+want history    && lt --url http://127.0.0.1:8101 --users 32 --open-conversations --history 60 --concurrency 32 --duration 10
+want idle       && lt --url http://127.0.0.1:8102 --users 100 --idle-streams 10000 --hold 20 --server-pid "$b"
+if want signin; then
+  echo; echo "### /health latency (wrk, 4 connections) while 20 sign-ins run at once, repeatedly"
+  curl -fs -X POST "http://127.0.0.1:8101/api/auth/sign-up?username=burst" \
+    -d 'grant_type=password&username=burst@example.com&password=Password231' >/dev/null
+  ( start=$SECONDS; rounds=0; while [ $((SECONDS - start)) -lt 12 ]; do
+      for _ in $(seq 1 20); do curl -s -o /dev/null -X POST http://127.0.0.1:8101/api/auth/sign-in \
+        -d 'username=burst@example.com&password=Password231' & done; wait; rounds=$((rounds + 1)); done
+    echo "sign-ins: $((rounds * 20)) in $((SECONDS - start)) s, 20 at a time" ) &
+  burst=$!
+  sleep 1
+  wrk -t1 -c4 -d10s --latency http://127.0.0.1:8101/health
+  wait "$burst" || true
+fi
