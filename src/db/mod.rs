@@ -74,6 +74,19 @@ impl Db {
             let pool = MySqlPoolOptions::new()
                 .max_connections(pool_size)
                 .acquire_timeout(Duration::from_secs(5))
+                // READ COMMITTED: no gap locks, so concurrent inserts into neighbouring key
+                // ranges (friendships, lists, events) do not deadlock. Where an operation
+                // needs serializing it locks rows explicitly (`SELECT … FOR UPDATE`).
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::Executor::execute(
+                            &mut *conn,
+                            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
                 .connect_with(options)
                 .await
                 .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
@@ -167,6 +180,30 @@ impl Db {
     }
 }
 
+/// Errors after which the whole transaction may simply run again.
+pub trait Retryable {
+    fn should_retry(&self) -> bool;
+}
+
+impl Retryable for sqlx::Error {
+    /// MySQL 1213 (deadlock) and 1205 (lock wait timeout): the transaction was rolled back.
+    fn should_retry(&self) -> bool {
+        matches!(self, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001") | Some("HY000"))
+            && (d.message().contains("Deadlock") || d.message().contains("Lock wait timeout")))
+    }
+}
+
+impl Retryable for crate::error::AppError {
+    fn should_retry(&self) -> bool {
+        match self {
+            crate::error::AppError::Internal(e) => e
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(Retryable::should_retry),
+            _ => false,
+        }
+    }
+}
+
 /// Whether an error is a unique-key violation (a lost race for a row that exists once).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -190,12 +227,28 @@ pub fn now() -> time::PrimitiveDateTime {
 macro_rules! db_tx {
     ($db:expr, |$tx:ident| $body:expr) => {
         match $db {
+            // A deadlock or lock wait timeout (MySQL rolls the transaction back) is retried
+            // twice; every other error, and any early return, goes to the caller.
             $crate::db::Db::MySql(pool) => {
-                #[allow(unused_mut)]
-                let mut $tx = pool.begin().await?;
-                let value = $body;
-                $tx.commit().await?;
-                value
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let result = async {
+                        #[allow(unused_mut)]
+                        let mut $tx = pool.begin().await?;
+                        let value = $body;
+                        $tx.commit().await?;
+                        value
+                    }
+                    .await;
+                    match result {
+                        Err(e) if attempt < 3 && $crate::db::Retryable::should_retry(&e) => {
+                            tracing::debug!(attempt, "transaction deadlocked; retrying");
+                            continue;
+                        }
+                        other => break other,
+                    }
+                }
             }
             $crate::db::Db::Sqlite(pool) => {
                 #[allow(unused_mut)]

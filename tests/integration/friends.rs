@@ -225,6 +225,31 @@ both_backends! {
         assert!(names(&app, &b, "/api/friends/?limit=10").await.is_empty());
     }
 
+    async fn many_pairs_befriending_at_once_all_succeed(app) {
+        // Distinct pairs share no rows, so none may fail (MySQL once deadlocked on gap locks).
+        let mut users = Vec::new();
+        for i in 0..24 {
+            users.push(app.user(&format!("many{i:02}")).await);
+        }
+        let mut requests = Vec::new();
+        for pair in users.chunks(2) {
+            let (client, url, token) = (app.api.clone(), app.url(&format!("/api/friends/requests?username={}", pair[1].username)), pair[0].token.clone());
+            requests.push(tokio::spawn(async move { client.post(url).bearer_auth(token).send().await.unwrap().status() }));
+        }
+        for r in requests {
+            assert_eq!(r.await.unwrap(), StatusCode::CREATED);
+        }
+        let mut accepts = Vec::new();
+        for pair in users.chunks(2) {
+            let (client, url, token) = (app.api.clone(), app.url(&format!("/api/friends/requests/accept?requester_username={}", pair[0].username)), pair[1].token.clone());
+            accepts.push(tokio::spawn(async move { client.post(url).bearer_auth(token).send().await.unwrap().status() }));
+        }
+        for r in accepts {
+            assert_eq!(r.await.unwrap(), StatusCode::CREATED);
+        }
+        assert_eq!(app.count("friend_list").await, 24);
+    }
+
     async fn search_suggests_by_prefix_without_me_and_with_the_state(app) {
         let me = app.user("searcher").await;
         for name in ["sea_lion", "seal", "season", "otter"] {
