@@ -12,7 +12,7 @@ use super::extract::{ApiQuery, PageQuery};
 use crate::{
     auth::ApiUser,
     domain::cursor::Page,
-    error::{AppError, AppResult},
+    error::AppResult,
     state::AppState,
     store::{
         friends::{self, CreatedRequest, ListKind},
@@ -84,9 +84,7 @@ async fn list_blocked(
 
 /// The other user of a friend route, by username: 404 `no such user exists`.
 pub async fn existing_user(state: &AppState, username: &str) -> AppResult<User> {
-    users::by_username(&state.db, username.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("no such user exists"))
+    users::named(&state.db, username).await
 }
 
 #[derive(Deserialize)]

@@ -188,6 +188,14 @@ pub struct UserSummary {
     pub username: String,
 }
 
+/// The user a request names by username, or 404 `no such user exists` (the original's
+/// text, for the API and the pages alike).
+pub async fn named(db: &Db, username: &str) -> Result<User, crate::error::AppError> {
+    by_username(db, username.trim())
+        .await?
+        .ok_or_else(|| crate::error::AppError::not_found("no such user exists"))
+}
+
 pub fn now() -> PrimitiveDateTime {
     db::now()
 }

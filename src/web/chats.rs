@@ -242,9 +242,7 @@ async fn other_user(state: &AppState, who: &str) -> AppResult<User> {
     let username = who
         .strip_prefix('@')
         .ok_or_else(|| AppError::not_found("This page does not exist."))?;
-    users::by_username(&state.db, username)
-        .await?
-        .ok_or_else(|| AppError::not_found("no such user exists"))
+    users::named(&state.db, username).await
 }
 
 /// The newest page of a conversation (oldest first for display) and the cursor for older.
@@ -617,11 +615,7 @@ async fn create_group(
     let name = GroupName::parse(&input.name).map_err(AppError::BadRequest)?;
     let mut members = Vec::new();
     for username in input.member.iter().take(100) {
-        members.push(
-            users::by_username(&state.db, username)
-                .await?
-                .ok_or_else(|| AppError::not_found("no such user exists"))?,
-        );
+        members.push(users::named(&state.db, username).await?);
     }
     let chat = messages::create_group(&state.db, &ctx.user, &name, &members).await?;
     state.events.wake();
@@ -643,9 +637,7 @@ async fn group_add_member(
     Path(id): Path<GroupId>,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let member = users::by_username(&state.db, input.username.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("no such user exists"))?;
+    let member = users::named(&state.db, &input.username).await?;
     messages::add_member(&state.db, &ctx.user, id, &member).await?;
     state.events.wake();
     refreshed_members(&state, ctx, id).await
@@ -657,9 +649,7 @@ async fn group_remove_member(
     Path(id): Path<GroupId>,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let member = users::by_username(&state.db, input.username.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("no such user exists"))?;
+    let member = users::named(&state.db, &input.username).await?;
     messages::remove_member(&state.db, &ctx.user, id, &member).await?;
     state.events.wake();
     refreshed_members(&state, ctx, id).await

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{redirect, render, Ctx, Layout};
 use crate::{
-    error::{AppError, AppResult},
+    error::AppResult,
     state::AppState,
     store::{
         events as event_store,
@@ -164,9 +164,7 @@ struct UsernameInput {
 }
 
 async fn target(state: &AppState, input: &UsernameInput) -> AppResult<User> {
-    users::by_username(&state.db, input.username.trim())
-        .await?
-        .ok_or_else(|| AppError::not_found("no such user exists"))
+    users::named(&state.db, &input.username).await
 }
 
 /// After an action: htmx gets the refreshed sections (rows and counts); a plain form is
