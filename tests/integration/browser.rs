@@ -219,6 +219,7 @@ both_backends! {
         fill(&alice, "#friend-search", "bob").await;
         click(&alice, "#search-list button[aria-label='Add bobby']").await;
         wait_for_text(&alice, "#sent-list", "bobby").await;
+        wait_for_text(&alice, "#search-list", "Pending").await;
         // Bob sees the request and the badge without reloading.
         wait_for_text(&bob, "#received-list", "alice").await;
         wait_for_text(&bob, "#nav-badge", "1").await;
