@@ -271,10 +271,9 @@ impl EventHub {
                         Err(e) => tracing::warn!(error = %e, "pruning events failed"),
                     }
                 }
-                _ = self.inner.shutdown.cancelled() => {
-                    self.inner.presence.release_all(&self).await;
-                    return;
-                }
+                // This process's presence rows are left to expire: its clients reconnect to
+                // another process within the TTL, and nobody sees them flicker offline.
+                _ = self.inner.shutdown.cancelled() => return,
             }
         }
     }

@@ -83,10 +83,6 @@ impl Presence {
             Err(e) => tracing::warn!(error = %e, "presence expiry failed"),
         }
     }
-
-    /// On shutdown the rows are left to expire: clients reconnect to another process
-    /// within the TTL and nobody sees them flicker offline.
-    pub async fn release_all(&self, _hub: &EventHub) {}
 }
 
 /// Tells `user_id`'s friends (accepted, so never a blocked user or a stranger) that
