@@ -204,10 +204,6 @@ impl Config {
             warnings,
         })
     }
-
-    pub fn is_mysql(&self) -> bool {
-        self.database_url.expose().starts_with("mysql:")
-    }
 }
 
 /// `DATABASE_URL`, else a MySQL URL built from the original's `RDS_*` variables,
@@ -332,7 +328,6 @@ mod tests {
             "mysql://app:p%40ss%3Aw%2Frd@db.example.internal:3306/messenger"
         );
         assert_eq!(c.pool_size, 7);
-        assert!(c.is_mysql());
     }
 
     #[test]

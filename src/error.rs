@@ -19,9 +19,6 @@ pub enum AppError {
     /// 401 `Could not validate credentials`, with `WWW-Authenticate: Bearer`.
     #[error("Could not validate credentials")]
     Unauthorized,
-    /// 401 for a failed sign-in on the pages (no bearer challenge).
-    #[error("{0}")]
-    SignInRequired(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -65,7 +62,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized | AppError::SignInRequired(_) => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,

@@ -45,7 +45,6 @@ struct Subscriber {
 
 struct Inner {
     db: Db,
-    process_id: String,
     subscribers: Mutex<HashMap<i32, Vec<Subscriber>>>,
     next_subscriber: AtomicU64,
     /// Every event with an id up to here has been handed to the streams.
@@ -83,8 +82,7 @@ impl EventHub {
         let hub = EventHub {
             inner: Arc::new(Inner {
                 db: db.clone(),
-                presence: presence::Presence::new(db, process_id.clone(), presence_grace),
-                process_id,
+                presence: presence::Presence::new(db, process_id, presence_grace),
                 subscribers: Mutex::new(HashMap::new()),
                 next_subscriber: AtomicU64::new(1),
                 watermark: AtomicI64::new(start),
@@ -99,10 +97,6 @@ impl EventHub {
 
     pub fn db(&self) -> &Db {
         &self.inner.db
-    }
-
-    pub fn process_id(&self) -> &str {
-        &self.inner.process_id
     }
 
     /// Tells the tailer that this process just committed events, so they go out now

@@ -195,7 +195,3 @@ pub async fn named(db: &Db, username: &str) -> Result<User, crate::error::AppErr
         .await?
         .ok_or_else(|| crate::error::AppError::not_found("no such user exists"))
 }
-
-pub fn now() -> PrimitiveDateTime {
-    db::now()
-}

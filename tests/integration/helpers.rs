@@ -274,51 +274,41 @@ impl TestApp {
         }
     }
 
+    /// One bearer-authenticated API call, with an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.api.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.api
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.call(reqwest::Method::GET, token, path, None).await
     }
 
     pub async fn post(&self, token: &str, path: &str) -> Response {
-        self.api
-            .post(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.call(reqwest::Method::POST, token, path, None).await
     }
 
     pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> Response {
-        self.api
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.call(reqwest::Method::POST, token, path, Some(body))
             .await
-            .unwrap()
     }
 
     pub async fn patch_json(&self, token: &str, path: &str, body: &Value) -> Response {
-        self.api
-            .patch(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+        self.call(reqwest::Method::PATCH, token, path, Some(body))
             .await
-            .unwrap()
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> Response {
-        self.api
-            .delete(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.call(reqwest::Method::DELETE, token, path, None).await
     }
 
     /// Makes `a` and `b` friends through the API.
