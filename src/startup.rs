@@ -40,6 +40,10 @@ use crate::{
     db::Db,
     events::EventHub,
     state::AppState,
+    store::{
+        sending::{self, SendQueue},
+        users::Directory,
+    },
     web,
 };
 
@@ -47,6 +51,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 const MAX_BODY_BYTES: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Users the directory remembers (about 100 bytes each).
+const DIRECTORY_CAPACITY: usize = 100_000;
 
 pub struct Application {
     listener: TcpListener,
@@ -94,6 +100,8 @@ impl Application {
             jwt: JwtKeys::new(&config.jwt_secret, config.jwt_secret_previous.as_ref()),
             limits,
             events,
+            sends: SendQueue::start(db.clone(), sending::writers_for(&db)),
+            directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
             db,
             config: Arc::new(config),
         };

@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     db::Db,
     events::EventHub,
+    store::{sending::SendQueue, users::Directory},
 };
 
 #[derive(Clone)]
@@ -19,6 +20,10 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub limits: Arc<RateLimits>,
     pub events: EventHub,
+    /// Where messages are sent: the group-committing writers.
+    pub sends: SendQueue,
+    /// User ids and names, remembered for the hot paths.
+    pub directory: Arc<Directory>,
 }
 
 impl FromRef<AppState> for Db {

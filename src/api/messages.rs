@@ -13,7 +13,7 @@ use super::{
     friends::existing_user,
 };
 use crate::{
-    auth::ApiUser,
+    auth::{ApiCaller, ApiUser},
     domain::{cursor::Page, GroupName, MessageContent},
     error::{AppError, AppResult},
     state::AppState,
@@ -21,6 +21,7 @@ use crate::{
         messages::{
             self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId,
         },
+        sending::Outgoing,
         users::{User, UserSummary},
     },
 };
@@ -54,10 +55,10 @@ struct HistoryQuery {
 
 async fn direct_history(
     State(state): State<AppState>,
-    ApiUser(me): ApiUser,
+    ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> AppResult<Json<Page<Message>>> {
-    let other = existing_user(&state, &q.friend_username).await?;
+    let other = state.directory.named(&state.db, &q.friend_username).await?;
     let (limit, cursor) = PageQuery {
         limit: q.limit,
         cursor: q.cursor,
@@ -77,7 +78,7 @@ async fn direct_history(
 
 async fn group_history(
     State(state): State<AppState>,
-    ApiUser(me): ApiUser,
+    ApiCaller(me): ApiCaller,
     Path(id): Path<GroupId>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> AppResult<Json<Page<Message>>> {
@@ -120,7 +121,7 @@ async fn conversation_of(
 ) -> AppResult<Conversation> {
     match (username.map(str::trim).filter(|u| !u.is_empty()), group) {
         (Some(username), _) => Ok(Conversation::Direct(
-            existing_user(state, username).await?.user_id,
+            state.directory.named(&state.db, username).await?.user_id,
         )),
         (None, Some(group)) => Ok(Conversation::Group(group)),
         (None, None) => Err(AppError::bad_request("no addressee or groupchat specified")),
@@ -129,14 +130,19 @@ async fn conversation_of(
 
 async fn send(
     State(state): State<AppState>,
-    ApiUser(me): ApiUser,
+    ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<SendQuery>,
     ApiJson(body): ApiJson<SendBody>,
 ) -> AppResult<(StatusCode, Json<Message>)> {
     let to = conversation_of(&state, q.addressee_username.as_deref(), body.group_chat_id).await?;
     let content = parse_content(&body.content)?;
-    let (message, created) =
-        messages::send(&state.db, &me, to, &content, body.client_key.as_deref()).await?;
+    let outgoing = Outgoing {
+        sender: me,
+        to,
+        content,
+        client_key: body.client_key,
+    };
+    let (message, created) = state.sends.send(&state.db, outgoing).await?;
     if created {
         state.events.wake();
     }

@@ -14,11 +14,16 @@ use super::jwt::TokenKind;
 use crate::{
     error::AppError,
     state::AppState,
-    store::users::{self, User},
+    store::users::{self, User, UserSummary},
 };
 
 /// The user behind an API request: a bearer token, or the pages' session cookie.
 pub struct ApiUser(pub User);
+
+/// The user behind an API request as id and name only, which is all the hot paths
+/// (sending, reading a conversation) need: a bearer token's user comes from the
+/// directory, without a database round trip.
+pub struct ApiCaller(pub UserSummary);
 
 /// The signed-in user of a page; anyone else is sent to `/login?next=…`.
 pub struct PageUser(pub User);
@@ -33,18 +38,22 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The user id a valid token of `kind` names.
+fn token_user_id(state: &AppState, token: &str, kind: TokenKind) -> Result<i32, AppError> {
+    let claims = state
+        .jwt
+        .verify(token, kind)
+        .ok_or(AppError::Unauthorized)?;
+    i32::try_from(claims.user_id).map_err(|_| AppError::Unauthorized)
+}
+
 /// The user a valid token of `kind` names, if that user still exists.
 pub async fn user_from_token(
     state: &AppState,
     token: &str,
     kind: TokenKind,
 ) -> Result<User, AppError> {
-    let claims = state
-        .jwt
-        .verify(token, kind)
-        .ok_or(AppError::Unauthorized)?;
-    let user_id = i32::try_from(claims.user_id).map_err(|_| AppError::Unauthorized)?;
-    users::by_id(&state.db, user_id)
+    users::by_id(&state.db, token_user_id(state, token, kind)?)
         .await?
         .ok_or(AppError::Unauthorized)
 }
@@ -85,6 +94,30 @@ impl FromRequestParts<AppState> for ApiUser {
         user_from_session_parts(parts, state)
             .await?
             .map(ApiUser)
+            .ok_or(AppError::Unauthorized)
+    }
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            let token = bearer_token(parts).ok_or(AppError::Unauthorized)?;
+            let user_id = token_user_id(state, token, TokenKind::Access)?;
+            return state
+                .directory
+                .by_id(&state.db, user_id)
+                .await?
+                .map(ApiCaller)
+                .ok_or(AppError::Unauthorized);
+        }
+        user_from_session_parts(parts, state)
+            .await?
+            .map(|user| ApiCaller(UserSummary::from(&user)))
             .ok_or(AppError::Unauthorized)
     }
 }

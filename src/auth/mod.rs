@@ -14,7 +14,7 @@ use tower_sessions::Session;
 
 use crate::{error::AppError, store::users::User};
 
-pub use extract::{ApiUser, ClientIp, MaybePageUser, PageUser};
+pub use extract::{ApiCaller, ApiUser, ClientIp, MaybePageUser, PageUser};
 
 const AUTH_KEY: &str = "auth";
 const CSRF_KEY: &str = "csrf";

@@ -82,23 +82,6 @@ macro_rules! group_member_ids {
     };
 }
 
-macro_rules! latest_status_code {
-    ($exec:expr, $a:expr, $b:expr) => {
-        sqlx::query_scalar::<_, String>(
-            "SELECT s.status_code_id FROM friendship_status s \
-             WHERE (s.requester_id = ? AND s.addressee_id = ?) OR (s.requester_id = ? AND s.addressee_id = ?) \
-             ORDER BY s.specified_date_time DESC LIMIT 1",
-        )
-        .bind($a)
-        .bind($b)
-        .bind($b)
-        .bind($a)
-        .fetch_optional($exec)
-        .await?
-        .and_then(|c| FriendshipStatus::from_code(&c))
-    };
-}
-
 fn message_events(
     kind: &'static str,
     recipients: &[UserId],
@@ -110,90 +93,8 @@ fn message_events(
         .collect()
 }
 
-/// Sends a message to a friend (`Conversation::Direct`) or a group the sender belongs to.
-/// With a `client_key`, a repeated send (a double click, a retry) returns the first
-/// message instead of posting twice.
-#[tracing::instrument(skip(db, content))]
-pub async fn send(
-    db: &Db,
-    me: &User,
-    to: Conversation,
-    content: &MessageContent,
-    client_key: Option<&str>,
-) -> AppResult<(Message, bool)> {
-    let client_key = client_key
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 64);
-    if let Some(key) = client_key {
-        if let Some(existing) = by_client_key(db, me.user_id, key).await? {
-            return Ok((existing, false));
-        }
-    }
-    let now = db::now();
-    // An inner async block, so that an early return inside the transaction lands here.
-    let result: AppResult<Message> = async { db_tx!(db, |tx| {
-        let (reciever_id, group_chat_id, recipients) = match to {
-            Conversation::Direct(other) => {
-                match latest_status_code!(&mut *tx, me.user_id, other) {
-                    None => return Err(AppError::not_found("friendship was not found")),
-                    Some(FriendshipStatus::Accepted) => {}
-                    Some(_) => return Err(AppError::bad_request("you cannot message this person if you are not their friend")),
-                }
-                (Some(other), None, vec![other, me.user_id])
-            }
-            Conversation::Group(group) => {
-                let members = group_member_ids!(&mut *tx, group);
-                if !members.contains(&me.user_id) {
-                    return Err(AppError::not_found("user not found"));
-                }
-                (None, Some(group), members)
-            }
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) \
-             VALUES (?, ?, ?, ?, ?, 0, ?)",
-        )
-        .bind(me.user_id)
-        .bind(reciever_id)
-        .bind(content.as_str())
-        .bind(now)
-        .bind(group_chat_id)
-        .bind(client_key)
-        .execute(&mut *tx)
-        .await;
-        let message_id = match inserted {
-            Ok(r) => r.inserted_id() as MessageId,
-            // The same key committed meanwhile: answer with that message below.
-            Err(e) if db::is_unique_violation(&e) => return Err(AppError::Conflict("duplicate send".into())),
-            Err(e) => return Err(e.into()),
-        };
-        let message = Message {
-            message_id,
-            sender_id: Some(me.user_id),
-            sender_username: Some(me.username.clone()),
-            reciever_id,
-            content: content.as_str().to_string(),
-            group_chat_id,
-            created_date_time: now,
-            last_edited_date_time: None,
-            seen: Some(false),
-        };
-        tx.write_events(&message_events("message", &recipients, &message)).await?;
-        Ok(message)
-    }) }
-    .await;
-    match (result, client_key) {
-        (Err(AppError::Conflict(_)), Some(key)) => {
-            let existing = by_client_key(db, me.user_id, key)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("duplicate key without a row"))?;
-            Ok((existing, false))
-        }
-        (result, _) => result.map(|m| (m, true)),
-    }
-}
-
-async fn by_client_key(db: &Db, sender: UserId, key: &str) -> Result<Option<Message>, sqlx::Error> {
+/// The message `sender` posted with this idempotency key, if any.
+pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> Result<Option<Message>, sqlx::Error> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
          WHERE m.sender_id = ? AND m.client_key = ?"
@@ -227,35 +128,47 @@ pub async fn history(
     };
     let key = bound.map_or(i64::from(i32::MAX), |(_, k)| k);
     let fetch = (limit + 1) as i64;
+    // The page's ids are picked first, and only then joined to the rows: a derived table
+    // of whole rows would copy every candidate's `content` (up to 8 KB) into a temporary
+    // table, which made MariaDB spend most of its time in memmove.
     let mut rows: Vec<Message> = db_run!(db, |pool| {
-        let mut q = QueryBuilder::new("SELECT * FROM (");
+        let mut q = QueryBuilder::new(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM ("
+        ));
         match conversation {
             // Two index ranges (my messages to them, theirs to me), merged.
             Conversation::Direct(other) => {
+                q.push("SELECT message_id FROM (");
                 for (i, (from, to)) in [(me, other), (other, me)].into_iter().enumerate() {
                     if i > 0 {
                         q.push(" UNION ALL ");
                     }
-                    q.push(format!("SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id WHERE m.sender_id = "))
+                    q.push("SELECT * FROM (SELECT message_id FROM message WHERE sender_id = ")
                         .push_bind(from)
-                        .push(" AND m.reciever_id = ")
+                        .push(" AND reciever_id = ")
                         .push_bind(to)
-                        .push(format!(" AND m.group_chat_id IS NULL AND m.message_id {comparison} "))
+                        .push(format!(" AND group_chat_id IS NULL AND message_id {comparison} "))
                         .push_bind(key)
-                        .push(format!(" ORDER BY m.message_id {order} LIMIT "))
+                        .push(format!(" ORDER BY message_id {order} LIMIT "))
                         .push_bind(fetch)
                         .push(format!(") half{i}"));
                 }
+                q.push(format!(") halves ORDER BY message_id {order} LIMIT "))
+                    .push_bind(fetch);
             }
             Conversation::Group(group) => {
-                q.push(format!("SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id WHERE m.group_chat_id = "))
+                q.push("SELECT message_id FROM message WHERE group_chat_id = ")
                     .push_bind(group)
-                    .push(format!(" AND m.message_id {comparison} "))
-                    .push_bind(key);
+                    .push(format!(" AND message_id {comparison} "))
+                    .push_bind(key)
+                    .push(format!(" ORDER BY message_id {order} LIMIT "))
+                    .push_bind(fetch);
             }
         }
-        q.push(format!(") page ORDER BY message_id {order} LIMIT "))
-            .push_bind(fetch);
+        q.push(format!(
+            ") page JOIN message m ON m.message_id = page.message_id \
+             LEFT JOIN user su ON su.user_id = m.sender_id ORDER BY m.message_id {order}"
+        ));
         q.build_query_as::<Message>().fetch_all(pool).await
     })?;
     if order == "ASC" {

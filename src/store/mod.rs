@@ -4,6 +4,7 @@
 pub mod events;
 pub mod friends;
 pub mod messages;
+pub mod sending;
 pub mod users;
 
 pub use crate::db::Db;

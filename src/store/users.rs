@@ -195,3 +195,76 @@ pub async fn named(db: &Db, username: &str) -> Result<User, crate::error::AppErr
         .await?
         .ok_or_else(|| crate::error::AppError::not_found("no such user exists"))
 }
+
+/// Who is who, remembered: ids and usernames never change once made (nothing here renames
+/// or deletes a user), so the hot paths (every send, every history page) resolve them here
+/// instead of asking the database each time. An entry is trusted for a minute, which
+/// bounds how long a user deleted by hand in the database would still resolve; a name not
+/// found is never remembered, so a new account resolves at once.
+pub struct Directory {
+    by_id: quick_cache::sync::Cache<UserId, Remembered>,
+    by_name: quick_cache::sync::Cache<String, Remembered>,
+}
+
+type Remembered = (UserSummary, std::time::Instant);
+
+const DIRECTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Directory {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            by_id: quick_cache::sync::Cache::new(capacity),
+            by_name: quick_cache::sync::Cache::new(capacity),
+        }
+    }
+
+    /// The user with this id, if there is one.
+    pub async fn by_id(&self, db: &Db, user_id: UserId) -> Result<Option<UserSummary>, sqlx::Error> {
+        if let Some(known) = fresh(self.by_id.get(&user_id)) {
+            return Ok(Some(known));
+        }
+        let found = by_id(db, user_id).await?.map(|u| UserSummary::from(&u));
+        if let Some(user) = &found {
+            self.remember(user, None);
+        }
+        Ok(found)
+    }
+
+    /// The user a request names, or 404 `no such user exists`, as [`named`].
+    pub async fn named(&self, db: &Db, username: &str) -> Result<UserSummary, crate::error::AppError> {
+        let key = username.trim().to_lowercase();
+        if let Some(known) = fresh(self.by_name.get(&key)) {
+            return Ok(known);
+        }
+        let user = UserSummary::from(&named(db, username).await?);
+        // Under the name as asked too: the database's collation decided they are the same.
+        self.remember(&user, Some(key));
+        Ok(user)
+    }
+
+    /// Remembers a user just read or made elsewhere.
+    pub fn remember(&self, user: &UserSummary, asked_as: Option<String>) {
+        let entry = (user.clone(), std::time::Instant::now());
+        self.by_id.insert(user.user_id, entry.clone());
+        let canonical = user.username.to_lowercase();
+        if let Some(asked_as) = asked_as.filter(|a| *a != canonical) {
+            self.by_name.insert(asked_as, entry.clone());
+        }
+        self.by_name.insert(canonical, entry);
+    }
+}
+
+fn fresh(entry: Option<Remembered>) -> Option<UserSummary> {
+    entry
+        .filter(|(_, at)| at.elapsed() < DIRECTORY_TTL)
+        .map(|(user, _)| user)
+}
+
+impl From<&User> for UserSummary {
+    fn from(u: &User) -> Self {
+        Self {
+            user_id: u.user_id,
+            username: u.username.clone(),
+        }
+    }
+}

@@ -24,6 +24,7 @@ use crate::{
         messages::{
             self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId,
         },
+        sending::Outgoing,
         users::{self, User, UserSummary},
     },
 };
@@ -488,14 +489,13 @@ async fn send(
 ) -> AppResult<Response> {
     let opened = open(&state, &ctx.user, path).await?;
     let content = MessageContent::parse(&input.content).map_err(AppError::BadRequest)?;
-    let (message, created) = messages::send(
-        &state.db,
-        &ctx.user,
-        opened.conv,
-        &content,
-        input.client_key.as_deref(),
-    )
-    .await?;
+    let outgoing = Outgoing {
+        sender: UserSummary::from(&ctx.user),
+        to: opened.conv,
+        content,
+        client_key: input.client_key,
+    };
+    let (message, created) = state.sends.send(&state.db, outgoing).await?;
     if created {
         state.events.wake();
     }
