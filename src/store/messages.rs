@@ -94,7 +94,11 @@ fn message_events(
 }
 
 /// The message `sender` posted with this idempotency key, if any.
-pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> Result<Option<Message>, sqlx::Error> {
+pub async fn by_client_key(
+    db: &Db,
+    sender: UserId,
+    key: &str,
+) -> Result<Option<Message>, sqlx::Error> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
          WHERE m.sender_id = ? AND m.client_key = ?"
@@ -132,9 +136,7 @@ pub async fn history(
     // of whole rows would copy every candidate's `content` (up to 8 KB) into a temporary
     // table, which made MariaDB spend most of its time in memmove.
     let mut rows: Vec<Message> = db_run!(db, |pool| {
-        let mut q = QueryBuilder::new(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM ("
-        ));
+        let mut q = QueryBuilder::new(format!("SELECT {MESSAGE_COLUMNS} FROM ("));
         match conversation {
             // Two index ranges (my messages to them, theirs to me), merged.
             Conversation::Direct(other) => {
@@ -147,7 +149,9 @@ pub async fn history(
                         .push_bind(from)
                         .push(" AND reciever_id = ")
                         .push_bind(to)
-                        .push(format!(" AND group_chat_id IS NULL AND message_id {comparison} "))
+                        .push(format!(
+                            " AND group_chat_id IS NULL AND message_id {comparison} "
+                        ))
                         .push_bind(key)
                         .push(format!(" ORDER BY message_id {order} LIMIT "))
                         .push_bind(fetch)

@@ -125,9 +125,11 @@ async fn write_batches(db: Db, queue: Arc<Mutex<mpsc::Receiver<(Outgoing, Reply)
             Err(_) if sends.len() > 1 => {
                 let mut results = Vec::with_capacity(sends.len());
                 for send in &sends {
-                    results.push(write(&db, std::slice::from_ref(send)).await.and_then(|mut r| {
-                        r.pop().expect("one result per send")
-                    }));
+                    results.push(
+                        write(&db, std::slice::from_ref(send))
+                            .await
+                            .and_then(|mut r| r.pop().expect("one result per send")),
+                    );
                 }
                 results
             }
@@ -187,24 +189,36 @@ async fn write(db: &Db, sends: &[Outgoing]) -> AppResult<Vec<AppResult<Message>>
     db_tx!(db, |tx| {
         let mut rights = Rights::default();
         if !pairs.is_empty() {
-            let mut q = QueryBuilder::new("SELECT owner_id, other_id, list FROM friend_list WHERE ");
+            let mut q =
+                QueryBuilder::new("SELECT owner_id, other_id, list FROM friend_list WHERE ");
             for (i, (me, other)) in pairs.iter().enumerate() {
                 if i > 0 {
                     q.push(" OR ");
                 }
-                q.push("(owner_id = ").push_bind(*me).push(" AND other_id = ").push_bind(*other).push(")");
+                q.push("(owner_id = ")
+                    .push_bind(*me)
+                    .push(" AND other_id = ")
+                    .push_bind(*other)
+                    .push(")");
             }
-            let rows: Vec<(UserId, UserId, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
-            rights.pairs = rows.into_iter().map(|(me, other, list)| ((me, other), list)).collect();
+            let rows: Vec<(UserId, UserId, String)> =
+                q.build_query_as().fetch_all(&mut *tx).await?;
+            rights.pairs = rows
+                .into_iter()
+                .map(|(me, other, list)| ((me, other), list))
+                .collect();
         }
         if !groups.is_empty() {
-            let mut q = QueryBuilder::new("SELECT group_chat_id, member_id FROM group_chat_member WHERE group_chat_id IN (");
+            let mut q = QueryBuilder::new(
+                "SELECT group_chat_id, member_id FROM group_chat_member WHERE group_chat_id IN (",
+            );
             let mut list = q.separated(", ");
             for group in &groups {
                 list.push_bind(*group);
             }
             q.push(")");
-            let rows: Vec<(messages::GroupId, UserId)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            let rows: Vec<(messages::GroupId, UserId)> =
+                q.build_query_as().fetch_all(&mut *tx).await?;
             for (group, member) in rows {
                 rights.members.entry(group).or_default().push(member);
             }
@@ -256,7 +270,11 @@ async fn write(db: &Db, sends: &[Outgoing]) -> AppResult<Vec<AppResult<Message>>
                 last_edited_date_time: None,
                 seen: Some(false),
             };
-            events.extend(recipients.iter().map(|&r| NewEvent::new(r, "message", &message)));
+            events.extend(
+                recipients
+                    .iter()
+                    .map(|&r| NewEvent::new(r, "message", &message)),
+            );
             results.push(Ok(message));
         }
         tx.write_events(&events).await?;

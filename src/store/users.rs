@@ -219,7 +219,11 @@ impl Directory {
     }
 
     /// The user with this id, if there is one.
-    pub async fn by_id(&self, db: &Db, user_id: UserId) -> Result<Option<UserSummary>, sqlx::Error> {
+    pub async fn by_id(
+        &self,
+        db: &Db,
+        user_id: UserId,
+    ) -> Result<Option<UserSummary>, sqlx::Error> {
         if let Some(known) = fresh(self.by_id.get(&user_id)) {
             return Ok(Some(known));
         }
@@ -231,7 +235,11 @@ impl Directory {
     }
 
     /// The user a request names, or 404 `no such user exists`, as [`named`].
-    pub async fn named(&self, db: &Db, username: &str) -> Result<UserSummary, crate::error::AppError> {
+    pub async fn named(
+        &self,
+        db: &Db,
+        username: &str,
+    ) -> Result<UserSummary, crate::error::AppError> {
         let key = username.trim().to_lowercase();
         if let Some(known) = fresh(self.by_name.get(&key)) {
             return Ok(known);

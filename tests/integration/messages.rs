@@ -248,6 +248,45 @@ both_backends! {
         assert_eq!(app.count("message").await, 2);
     }
 
+    async fn concurrent_sends_each_get_their_own_answer(app) {
+        // Sends that arrive together share a transaction; a refused one must not take
+        // the others with it, nor slip through with them.
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        let carol = app.user("carol").await;
+        let dave = app.user("dave").await;
+        app.befriend(&alice, &bob).await;
+        app.befriend(&alice, &carol).await;
+        let (_, g) = body(app.post_json(&alice.token, "/api/group_chats/", &json!({ "group_chat_name": "g", "usernames": ["bob"] })).await).await;
+        let gid = g["group_chat_id"].as_i64().unwrap();
+        let mut sends = Vec::new();
+        for n in 0..15 {
+            sends.push((alice.token.clone(), "/api/messages/?addressee_username=bob".to_string(), json!({ "content": format!("to bob {n}") }), StatusCode::CREATED));
+            sends.push((dave.token.clone(), "/api/messages/?addressee_username=bob".into(), json!({ "content": "stranger" }), StatusCode::NOT_FOUND));
+            sends.push((bob.token.clone(), "/api/messages/".into(), json!({ "content": format!("group {n}"), "group_chat_id": gid }), StatusCode::CREATED));
+            sends.push((carol.token.clone(), "/api/messages/".into(), json!({ "content": "not a member", "group_chat_id": gid }), StatusCode::NOT_FOUND));
+            sends.push((alice.token.clone(), "/api/messages/?addressee_username=carol".into(), json!({ "content": "same key", "client_key": "k1" }), StatusCode::OK));
+        }
+        let answers = futures_util::future::join_all(sends.iter().map(|(token, path, json, _)| app.post_json(token, path, json))).await;
+        let mut keyed = Vec::new();
+        for ((_, path, json, want), answer) in sends.iter().zip(answers) {
+            let (status, m) = body(answer).await;
+            if json.get("client_key").is_some() {
+                assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status}");
+                keyed.push((status, m["message_id"].clone()));
+            } else {
+                assert_eq!(status, *want, "{path} {json}");
+            }
+        }
+        assert_eq!(keyed.iter().filter(|(s, _)| *s == StatusCode::CREATED).count(), 1, "one keyed send posted");
+        assert!(keyed.iter().all(|(_, id)| *id == keyed[0].1), "every repeat answers with that message");
+        assert_eq!(app.count("message").await, 15 + 15 + 1, "nothing refused was stored");
+        let (_, page) = body(app.get(&bob.token, "/api/messages/?friend_username=alice&limit=50").await).await;
+        assert_eq!(page["results"].as_array().unwrap().len(), 15);
+        let (_, page) = body(app.get(&alice.token, &format!("/api/group_chats/{gid}/messages?limit=50")).await).await;
+        assert_eq!(page["results"].as_array().unwrap().len(), 15);
+    }
+
     async fn the_conversation_page_renders_messages_safely(app) {
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;
