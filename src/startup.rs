@@ -100,7 +100,13 @@ impl Application {
             jwt: JwtKeys::new(&config.jwt_secret, config.jwt_secret_previous.as_ref()),
             limits,
             events,
-            sends: SendQueue::start(db.clone(), sending::writers_for(&db)),
+            sends: SendQueue::start(
+                db.clone(),
+                sending::writers_for(&db),
+                db.multi_row_ids_are_consecutive()
+                    .await
+                    .context("reading the auto-increment settings")?,
+            ),
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
             db,
             config: Arc::new(config),

@@ -38,10 +38,16 @@ macro_rules! db_run {
 /// The id of the row an `INSERT` just made, in either dialect.
 pub trait InsertedId {
     fn inserted_id(&self) -> i64;
+    /// The first id of a multi-row `INSERT` (MySQL reports the first, SQLite the last);
+    /// only meaningful where [`Db::multi_row_ids_are_consecutive`].
+    fn first_inserted_id(&self) -> i64;
 }
 
 impl InsertedId for sqlx::mysql::MySqlQueryResult {
     fn inserted_id(&self) -> i64 {
+        self.last_insert_id() as i64
+    }
+    fn first_inserted_id(&self) -> i64 {
         self.last_insert_id() as i64
     }
 }
@@ -49,6 +55,9 @@ impl InsertedId for sqlx::mysql::MySqlQueryResult {
 impl InsertedId for sqlx::sqlite::SqliteQueryResult {
     fn inserted_id(&self) -> i64 {
         self.last_insert_rowid()
+    }
+    fn first_inserted_id(&self) -> i64 {
+        self.last_insert_rowid() - self.rows_affected() as i64 + 1
     }
 }
 
@@ -70,6 +79,9 @@ impl Db {
             let options = MySqlConnectOptions::from_str(url)
                 .map_err(|e| ConnectError::BadUrl(e.to_string()))?
                 .charset("utf8mb4")
+                // The group-committed sends make a statement per batch size (1 to 64 rows,
+                // for three statements); keep them all prepared.
+                .statement_cache_capacity(512)
                 .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
             let pool = MySqlPoolOptions::new()
                 .max_connections(pool_size)
@@ -158,6 +170,26 @@ impl Db {
                 }
             }
         });
+    }
+
+    /// Whether the rows of one multi-row `INSERT … VALUES` get consecutive auto-increment
+    /// ids, so that the ids can be known without reading them back. SQLite has one writer
+    /// at a time, so they do. InnoDB guarantees it for such "simple inserts" in the
+    /// traditional and consecutive lock modes (0 and 1, MariaDB's default) with an
+    /// increment of 1; in interleaved mode (2, MySQL 8's default) it does not promise it,
+    /// so there every row is inserted on its own.
+    pub async fn multi_row_ids_are_consecutive(&self) -> Result<bool, sqlx::Error> {
+        match self {
+            Db::Sqlite(_) => Ok(true),
+            Db::MySql(pool) => {
+                let (mode, increment): (i64, i64) = sqlx::query_as(
+                    "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
+                )
+                .fetch_one(pool)
+                .await?;
+                Ok(matches!(mode, 0 | 1) && increment == 1)
+            }
+        }
     }
 
     /// A round trip to the server, for `/health`.

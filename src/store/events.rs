@@ -31,6 +31,19 @@ impl NewEvent {
             payload: serde_json::to_string(payload).expect("event payloads serialize"),
         }
     }
+
+    /// The same event for each of `recipients`, serialized once.
+    pub fn to_each(kind: &'static str, recipients: &[i32], payload: &impl Serialize) -> Vec<Self> {
+        let payload = serde_json::to_string(payload).expect("event payloads serialize");
+        recipients
+            .iter()
+            .map(|&user_id| Self {
+                user_id,
+                kind,
+                payload: payload.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Kinds that are live-only: not replayed to a stream that resumes.

@@ -82,17 +82,6 @@ macro_rules! group_member_ids {
     };
 }
 
-fn message_events(
-    kind: &'static str,
-    recipients: &[UserId],
-    payload: &impl Serialize,
-) -> Vec<NewEvent> {
-    recipients
-        .iter()
-        .map(|&r| NewEvent::new(r, kind, payload))
-        .collect()
-}
-
 /// The message `sender` posted with this idempotency key, if any.
 pub async fn by_client_key(
     db: &Db,
@@ -250,8 +239,12 @@ pub async fn edit(
             .bind(me.user_id)
             .execute(&mut *tx)
             .await?;
-        tx.write_events(&message_events("message_edited", &participants, &message))
-            .await?;
+        tx.write_events(&NewEvent::to_each(
+            "message_edited",
+            &participants,
+            &message,
+        ))
+        .await?;
         Ok::<_, AppError>(())
     })?;
     Ok(message)
@@ -273,8 +266,12 @@ pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Mess
             .bind(me.user_id)
             .execute(&mut *tx)
             .await?;
-        tx.write_events(&message_events("message_deleted", &participants, &payload))
-            .await?;
+        tx.write_events(&NewEvent::to_each(
+            "message_deleted",
+            &participants,
+            &payload,
+        ))
+        .await?;
         Ok::<_, AppError>(())
     })?;
     Ok(message)
@@ -324,7 +321,7 @@ pub async fn mark_seen(
                     json!({ "message_id": up_to, "user_id": me, "group_chat_id": g })
                 }
             };
-            tx.write_events(&message_events("seen", &notify, &payload))
+            tx.write_events(&NewEvent::to_each("seen", &notify, &payload))
                 .await?;
         }
         Ok::<_, AppError>(changed)
@@ -424,7 +421,7 @@ pub async fn create_group(
         insert.build().execute(&mut *tx).await?;
         let payload =
             json!({ "group_chat_id": group_chat_id, "name": name.as_str(), "change": "added" });
-        tx.write_events(&message_events("group_chat", &ids, &payload))
+        tx.write_events(&NewEvent::to_each("group_chat", &ids, &payload))
             .await?;
         Ok(GroupChat {
             group_chat_id,
@@ -489,7 +486,7 @@ pub async fn add_member(db: &Db, me: &User, group: GroupId, new_member: &User) -
             &json!({ "group_chat_id": group, "name": chat.name, "change": "added" }),
         )];
         let joined = json!({ "group_chat_id": group, "name": chat.name, "change": "member_joined", "user_id": new_member.user_id, "username": new_member.username });
-        events.extend(message_events("group_chat", &existing, &joined));
+        events.extend(NewEvent::to_each("group_chat", &existing, &joined));
         tx.write_events(&events).await?;
         Ok(())
     })
@@ -532,7 +529,7 @@ pub async fn remove_member(db: &Db, me: &User, group: GroupId, member: &User) ->
             ));
         }
         let left = json!({ "group_chat_id": group, "name": chat.name, "change": "member_left", "user_id": member.user_id, "username": member.username });
-        events.extend(message_events("group_chat", &remaining, &left));
+        events.extend(NewEvent::to_each("group_chat", &remaining, &left));
         tx.write_events(&events).await?;
         Ok(())
     })
@@ -548,7 +545,7 @@ pub async fn rename(db: &Db, me: &User, group: GroupId, name: &GroupName) -> App
             .await?;
         let members = group_member_ids!(&mut *tx, group);
         let payload = json!({ "group_chat_id": group, "name": name.as_str(), "change": "renamed" });
-        tx.write_events(&message_events("group_chat", &members, &payload))
+        tx.write_events(&NewEvent::to_each("group_chat", &members, &payload))
             .await?;
         Ok::<_, AppError>(())
     })?;
@@ -587,7 +584,7 @@ pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult
             )
         }
     };
-    super::events::write(db, &message_events("typing", &recipients, &payload)).await?;
+    super::events::write(db, &NewEvent::to_each("typing", &recipients, &payload)).await?;
     Ok(())
 }
 

@@ -55,11 +55,11 @@ pub struct SendQueue {
 impl SendQueue {
     /// Starts `writers` writer tasks on `db`. More than one lets a batch be written while
     /// the next one gathers; they stop when the last handle is dropped.
-    pub fn start(db: Db, writers: usize) -> Self {
+    pub fn start(db: Db, writers: usize, consecutive_ids: bool) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_batches(db.clone(), queue.clone()));
+            tokio::spawn(write_batches(db.clone(), queue.clone(), consecutive_ids));
         }
         Self { jobs }
     }
@@ -101,7 +101,11 @@ impl SendQueue {
 }
 
 /// One writer: waits for a send, takes every other one already queued, writes them all.
-async fn write_batches(db: Db, queue: Arc<Mutex<mpsc::Receiver<(Outgoing, Reply)>>>) {
+async fn write_batches(
+    db: Db,
+    queue: Arc<Mutex<mpsc::Receiver<(Outgoing, Reply)>>>,
+    consecutive_ids: bool,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -118,7 +122,7 @@ async fn write_batches(db: Db, queue: Arc<Mutex<mpsc::Receiver<(Outgoing, Reply)
             }
         }
         let (sends, replies): (Vec<Outgoing>, Vec<Reply>) = batch.into_iter().unzip();
-        let results = match write(&db, &sends).await {
+        let results = match write(&db, &sends, consecutive_ids).await {
             Ok(results) => results,
             // The transaction failed as a whole: try each send alone, so that only the
             // one at fault (if any) fails.
@@ -126,7 +130,7 @@ async fn write_batches(db: Db, queue: Arc<Mutex<mpsc::Receiver<(Outgoing, Reply)
                 let mut results = Vec::with_capacity(sends.len());
                 for send in &sends {
                     results.push(
-                        write(&db, std::slice::from_ref(send))
+                        write(&db, std::slice::from_ref(send), consecutive_ids)
                             .await
                             .and_then(|mut r| r.pop().expect("one result per send")),
                     );
@@ -170,9 +174,21 @@ impl Rights {
     }
 }
 
+/// The `reciever_id` and `group_chat_id` columns of a message to `to`.
+fn columns(to: Conversation) -> (Option<UserId>, Option<messages::GroupId>) {
+    match to {
+        Conversation::Direct(other) => (Some(other), None),
+        Conversation::Group(group) => (None, Some(group)),
+    }
+}
+
 /// Writes `sends` in one transaction: one answer per send, in order, or the error that
 /// failed the transaction.
-async fn write(db: &Db, sends: &[Outgoing]) -> AppResult<Vec<AppResult<Message>>> {
+async fn write(
+    db: &Db,
+    sends: &[Outgoing],
+    consecutive_ids: bool,
+) -> AppResult<Vec<AppResult<Message>>> {
     let now = db::now();
     let mut pairs: Vec<(UserId, UserId)> = Vec::new();
     let mut groups: Vec<messages::GroupId> = Vec::new();
@@ -223,20 +239,48 @@ async fn write(db: &Db, sends: &[Outgoing]) -> AppResult<Vec<AppResult<Message>>
                 rights.members.entry(group).or_default().push(member);
             }
         }
-        let mut results = Vec::with_capacity(sends.len());
-        let mut events = Vec::new();
-        for send in sends {
-            let recipients = match rights.recipients(send) {
-                Ok(recipients) => recipients,
-                Err(refused) => {
-                    results.push(Err(refused));
-                    continue;
-                }
-            };
-            let (reciever_id, group_chat_id) = match send.to {
-                Conversation::Direct(other) => (Some(other), None),
-                Conversation::Group(group) => (None, Some(group)),
-            };
+        // Who may post and who hears it; then the ids: one multi-row INSERT for the sends
+        // without an idempotency key where the ids come out consecutive, and a row at a
+        // time for the rest (a repeated key must fail alone).
+        let recipients: Vec<AppResult<Vec<UserId>>> =
+            sends.iter().map(|s| rights.recipients(s)).collect();
+        let mut ids: Vec<Option<AppResult<MessageId>>> = sends.iter().map(|_| None).collect();
+        let together: Vec<usize> = (0..sends.len())
+            .filter(|&i| recipients[i].is_ok() && sends[i].client_key.is_none())
+            .collect();
+        if consecutive_ids && together.len() > 1 {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) ",
+            );
+            insert.push_values(&together, |mut row, &i| {
+                let (reciever_id, group_chat_id) = columns(sends[i].to);
+                row.push_bind(sends[i].sender.user_id)
+                    .push_bind(reciever_id)
+                    .push_bind(sends[i].content.as_str())
+                    .push_bind(now)
+                    .push_bind(group_chat_id)
+                    .push_bind(0)
+                    .push_bind(None::<&str>);
+            });
+            let done = insert.build().execute(&mut *tx).await?;
+            if done.rows_affected() != together.len() as u64 {
+                return Err(anyhow::anyhow!(
+                    "a multi-row insert wrote {} of {} rows",
+                    done.rows_affected(),
+                    together.len()
+                )
+                .into());
+            }
+            let first = done.first_inserted_id() as MessageId;
+            for (n, &i) in together.iter().enumerate() {
+                ids[i] = Some(Ok(first + n as MessageId));
+            }
+        }
+        for (i, send) in sends.iter().enumerate() {
+            if ids[i].is_some() || recipients[i].is_err() {
+                continue;
+            }
+            let (reciever_id, group_chat_id) = columns(send.to);
             let inserted = sqlx::query(
                 "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) \
                  VALUES (?, ?, ?, ?, ?, 0, ?)",
@@ -249,34 +293,47 @@ async fn write(db: &Db, sends: &[Outgoing]) -> AppResult<Vec<AppResult<Message>>
             .bind(send.client_key.as_deref())
             .execute(&mut *tx)
             .await;
-            let message_id = match inserted {
-                Ok(r) => r.inserted_id() as MessageId,
+            ids[i] = Some(match inserted {
+                Ok(r) => Ok(r.inserted_id() as MessageId),
                 // The same key committed meanwhile; only this statement failed, the
                 // transaction goes on.
                 Err(e) if db::is_unique_violation(&e) => {
-                    results.push(Err(AppError::Conflict("duplicate send".into())));
-                    continue;
+                    Err(AppError::Conflict("duplicate send".into()))
                 }
                 Err(e) => return Err(e.into()),
-            };
-            let message = Message {
-                message_id,
-                sender_id: Some(send.sender.user_id),
-                sender_username: Some(send.sender.username.clone()),
-                reciever_id,
-                content: send.content.as_str().to_string(),
-                group_chat_id,
-                created_date_time: now,
-                last_edited_date_time: None,
-                seen: Some(false),
-            };
-            events.extend(
-                recipients
-                    .iter()
-                    .map(|&r| NewEvent::new(r, "message", &message)),
-            );
-            results.push(Ok(message));
+            });
         }
+        let mut results = Vec::with_capacity(sends.len());
+        let mut sent: Vec<(Message, Vec<UserId>)> = Vec::new();
+        for ((send, recipients), id) in sends.iter().zip(recipients).zip(ids) {
+            match (recipients, id) {
+                (Err(refused), _) => results.push(Err(refused)),
+                (Ok(recipients), Some(Ok(message_id))) => {
+                    let (reciever_id, group_chat_id) = columns(send.to);
+                    let message = Message {
+                        message_id,
+                        sender_id: Some(send.sender.user_id),
+                        sender_username: Some(send.sender.username.clone()),
+                        reciever_id,
+                        content: send.content.as_str().to_string(),
+                        group_chat_id,
+                        created_date_time: now,
+                        last_edited_date_time: None,
+                        seen: Some(false),
+                    };
+                    sent.push((message.clone(), recipients));
+                    results.push(Ok(message));
+                }
+                (Ok(_), Some(Err(e))) => results.push(Err(e)),
+                (Ok(_), None) => unreachable!("every permitted send was inserted"),
+            }
+        }
+        // Events in message order, so that every stream sees a conversation in id order.
+        sent.sort_by_key(|(m, _)| m.message_id);
+        let events: Vec<NewEvent> = sent
+            .iter()
+            .flat_map(|(m, recipients)| NewEvent::to_each("message", recipients, m))
+            .collect();
         tx.write_events(&events).await?;
         Ok::<_, AppError>(results)
     })
