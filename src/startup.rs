@@ -97,7 +97,10 @@ impl Application {
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
         let state = AppState {
             hasher: PasswordHasher::new(config.argon2)?,
-            jwt: JwtKeys::new(&config.jwt_secret, config.jwt_secret_previous.as_ref()),
+            jwt: Arc::new(JwtKeys::new(
+                &config.jwt_secret,
+                config.jwt_secret_previous.as_ref(),
+            )),
             limits,
             events,
             sends: SendQueue::start(

@@ -17,7 +17,7 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub hasher: PasswordHasher,
-    pub jwt: JwtKeys,
+    pub jwt: Arc<JwtKeys>,
     pub limits: Arc<RateLimits>,
     pub events: EventHub,
     /// Where messages are sent: the group-committing writers.

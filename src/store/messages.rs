@@ -121,49 +121,58 @@ pub async fn history(
     };
     let key = bound.map_or(i64::from(i32::MAX), |(_, k)| k);
     let fetch = (limit + 1) as i64;
-    // The page's ids are picked first, and only then joined to the rows: a derived table
-    // of whole rows would copy every candidate's `content` (up to 8 KB) into a temporary
-    // table, which made MariaDB spend most of its time in memmove.
+    // No derived table of whole rows: MariaDB would copy every candidate's `content` (up
+    // to 8 KB) into a temporary table, and spent most of its time doing so. A direct
+    // conversation is two index ranges (my messages to them, theirs to me), read as one
+    // `UNION ALL` that MySQL streams (its members in parentheses) and merged here; SQLite
+    // has no parenthesized members, so there each half is a subquery.
+    let from = format!("SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id WHERE ");
+    let mysql = matches!(db, Db::MySql(_));
     let mut rows: Vec<Message> = db_run!(db, |pool| {
-        let mut q = QueryBuilder::new(format!("SELECT {MESSAGE_COLUMNS} FROM ("));
+        let mut q = QueryBuilder::new("");
         match conversation {
-            // Two index ranges (my messages to them, theirs to me), merged.
             Conversation::Direct(other) => {
-                q.push("SELECT message_id FROM (");
-                for (i, (from, to)) in [(me, other), (other, me)].into_iter().enumerate() {
+                for (i, (sender, reciever)) in [(me, other), (other, me)].into_iter().enumerate() {
                     if i > 0 {
                         q.push(" UNION ALL ");
                     }
-                    q.push("SELECT * FROM (SELECT message_id FROM message WHERE sender_id = ")
-                        .push_bind(from)
-                        .push(" AND reciever_id = ")
-                        .push_bind(to)
+                    q.push(if mysql { "(" } else { "SELECT * FROM (" })
+                        .push(&from)
+                        .push("m.sender_id = ")
+                        .push_bind(sender)
+                        .push(" AND m.reciever_id = ")
+                        .push_bind(reciever)
                         .push(format!(
-                            " AND group_chat_id IS NULL AND message_id {comparison} "
+                            " AND m.group_chat_id IS NULL AND m.message_id {comparison} "
                         ))
                         .push_bind(key)
-                        .push(format!(" ORDER BY message_id {order} LIMIT "))
+                        .push(format!(" ORDER BY m.message_id {order} LIMIT "))
                         .push_bind(fetch)
-                        .push(format!(") half{i}"));
+                        .push(if mysql {
+                            ")".to_string()
+                        } else {
+                            format!(") half{i}")
+                        });
                 }
-                q.push(format!(") halves ORDER BY message_id {order} LIMIT "))
-                    .push_bind(fetch);
             }
             Conversation::Group(group) => {
-                q.push("SELECT message_id FROM message WHERE group_chat_id = ")
+                q.push(&from)
+                    .push("m.group_chat_id = ")
                     .push_bind(group)
-                    .push(format!(" AND message_id {comparison} "))
+                    .push(format!(" AND m.message_id {comparison} "))
                     .push_bind(key)
-                    .push(format!(" ORDER BY message_id {order} LIMIT "))
+                    .push(format!(" ORDER BY m.message_id {order} LIMIT "))
                     .push_bind(fetch);
             }
         }
-        q.push(format!(
-            ") page JOIN message m ON m.message_id = page.message_id \
-             LEFT JOIN user su ON su.user_id = m.sender_id ORDER BY m.message_id {order}"
-        ));
         q.build_query_as::<Message>().fetch_all(pool).await
     })?;
+    // Nearest the cursor first, keep a page and one more, then newest first.
+    rows.sort_unstable_by_key(|m| m.message_id);
+    if order == "DESC" {
+        rows.reverse();
+    }
+    rows.truncate(fetch as usize);
     if order == "ASC" {
         rows.reverse();
     }

@@ -342,7 +342,7 @@ async fn write(
 /// How many sends a database of this kind writes at once: SQLite has one writer anyway.
 pub fn writers_for(db: &Db) -> usize {
     match db {
-        Db::MySql(_) => 4,
+        Db::MySql(_) => 2,
         Db::Sqlite(_) => 1,
     }
 }
