@@ -30,6 +30,22 @@ enum Command {
     Healthcheck,
 }
 
+/// jemalloc rather than glibc's malloc: with it, and the options below, an idle event
+/// stream costs 9.4 KiB of RSS instead of 14.8 (10,000 streams: +92 MiB instead of +145).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its first allocation (`_RJEM_MALLOC_CONF` in the environment
+/// overrides them). `tcache_max:4096` keeps blocks over 4 KiB, such as hyper's 8 KiB
+/// connection buffers, out of the per-thread caches, and the zero decays give a freed
+/// block's pages back to the kernel at once, so the read buffer hyper fills with a stream's
+/// request and then replaces is not handed, pages and all, to the next connection. Without
+/// them jemalloc's idle stream is 12 KiB.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: Option<&'static std::ffi::c_char> =
+    Some(unsafe { &*c"dirty_decay_ms:0,muzzy_decay_ms:0,tcache_max:4096".as_ptr() });
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Some(Command::Healthcheck)) {

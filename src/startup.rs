@@ -1,11 +1,11 @@
 //! Builds the application: state, router, layers, background tasks, and a listener of
 //! its own (port 0 in tests), then serves until a shutdown signal.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{header, HeaderName, HeaderValue, StatusCode},
     middleware,
     response::IntoResponse,
@@ -154,16 +154,74 @@ impl Application {
             signal.await;
             token.cancel();
         });
-        let token = self.shutdown.clone();
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await;
+        let result = serve_http1(self.listener, self.router, self.shutdown.clone()).await;
         self.state.db.close().await;
         result
     }
+}
+
+/// Serves HTTP/1.1 until `shutdown`, then waits for the open connections to finish: what
+/// `axum::serve` does, without its HTTP/2 detection. That detection (hyper-util's auto
+/// builder) reads the first 24 bytes itself and hands them back through a wrapper, so
+/// hyper's first read returns just those bytes and its second grows the connection's 8 KiB
+/// read buffer to 16 KiB, kept for the connection's life (every idle event stream). This
+/// build has no HTTP/2 (no `h2`), so there is nothing to detect.
+async fn serve_http1(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use futures_util::FutureExt;
+    use hyper_util::{
+        rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService,
+    };
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A client gets 30 s to send its request head (slow-header attacks hold connections).
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // As axum::serve: a connection reset before it was accepted is the client's
+                // business; anything else (out of file descriptors) gets a pause.
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                ) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "accept error");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        // The peer address, for `ConnectInfo` (rate limits by IP), as axum::serve adds it.
+        let with_peer = move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            request
+        };
+        let service = TowerToHyperService::new(router.clone().map_request(with_peer));
+        let connection = graceful
+            .watch(http.serve_connection(TokioIo::new(stream), service))
+            // `map`, not `async move { connection.await }`: that future would hold the
+            // connection twice (captured, then awaited): ~0.8 KiB more per connection.
+            .map(|result| {
+                if let Err(e) = result {
+                    tracing::trace!(error = %e, "connection closed with an error");
+                }
+            });
+        tokio::spawn(connection);
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
