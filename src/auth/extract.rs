@@ -38,6 +38,15 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// An API request's access token: `None` without an `Authorization` header (the pages'
+/// session cookie may stand in), 401 when the header is not a bearer token.
+fn access_token(parts: &Parts) -> Result<Option<&str>, AppError> {
+    if !parts.headers.contains_key(header::AUTHORIZATION) {
+        return Ok(None);
+    }
+    bearer_token(parts).map(Some).ok_or(AppError::Unauthorized)
+}
+
 /// The user id a valid token of `kind` names.
 fn token_user_id(state: &AppState, token: &str, kind: TokenKind) -> Result<i32, AppError> {
     let claims = state
@@ -85,16 +94,15 @@ impl FromRequestParts<AppState> for ApiUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if parts.headers.contains_key(header::AUTHORIZATION) {
-            let token = bearer_token(parts).ok_or(AppError::Unauthorized)?;
-            return user_from_token(state, token, TokenKind::Access)
+        match access_token(parts)? {
+            Some(token) => user_from_token(state, token, TokenKind::Access)
                 .await
-                .map(ApiUser);
+                .map(ApiUser),
+            None => user_from_session_parts(parts, state)
+                .await?
+                .map(ApiUser)
+                .ok_or(AppError::Unauthorized),
         }
-        user_from_session_parts(parts, state)
-            .await?
-            .map(ApiUser)
-            .ok_or(AppError::Unauthorized)
     }
 }
 
@@ -105,20 +113,17 @@ impl FromRequestParts<AppState> for ApiCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if parts.headers.contains_key(header::AUTHORIZATION) {
-            let token = bearer_token(parts).ok_or(AppError::Unauthorized)?;
-            let user_id = token_user_id(state, token, TokenKind::Access)?;
-            return state
-                .directory
-                .by_id(&state.db, user_id)
+        match access_token(parts)? {
+            Some(token) => {
+                let user_id = token_user_id(state, token, TokenKind::Access)?;
+                state.directory.by_id(&state.db, user_id).await?
+            }
+            None => user_from_session_parts(parts, state)
                 .await?
-                .map(ApiCaller)
-                .ok_or(AppError::Unauthorized);
+                .map(|user| UserSummary::from(&user)),
         }
-        user_from_session_parts(parts, state)
-            .await?
-            .map(|user| ApiCaller(UserSummary::from(&user)))
-            .ok_or(AppError::Unauthorized)
+        .map(ApiCaller)
+        .ok_or(AppError::Unauthorized)
     }
 }
 
