@@ -30,8 +30,9 @@ enum Command {
     Healthcheck,
 }
 
-/// jemalloc rather than glibc's malloc: with it, and the options below, an idle event
-/// stream costs 9.4 KiB of RSS instead of 14.8 (10,000 streams: +92 MiB instead of +145).
+/// jemalloc rather than glibc's malloc: with it, and the options below, the hyper buffers
+/// of an idle event stream keep one resident page each, where glibc kept about 1.7; an
+/// idle stream costs 8.7 KiB of RSS in all (`scripts/bench.sh idle`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -250,8 +250,8 @@ impl Directory {
         Ok(user)
     }
 
-    /// Remembers a user just read or made elsewhere.
-    pub fn remember(&self, user: &UserSummary, asked_as: Option<String>) {
+    /// Remembers a user just read, under the name asked for too.
+    fn remember(&self, user: &UserSummary, asked_as: Option<String>) {
         let entry = (user.clone(), std::time::Instant::now());
         self.by_id.insert(user.user_id, entry.clone());
         let canonical = user.username.to_lowercase();

@@ -287,6 +287,22 @@ both_backends! {
         assert_eq!(page["results"].as_array().unwrap().len(), 15);
     }
 
+    async fn a_name_not_found_resolves_once_the_account_exists(app) {
+        // Names are resolved through an in-process directory: a miss must not be
+        // remembered, and a hit answers whatever case the name is written in.
+        let alice = app.user("alice").await;
+        let (s, b) = body(app.post_json(&alice.token, "/api/messages/?addressee_username=latecomer", &json!({ "content": "hi" })).await).await;
+        assert_eq!((s, b["detail"].as_str()), (StatusCode::NOT_FOUND, Some("no such user exists")));
+        let latecomer = app.user("latecomer").await;
+        app.befriend(&alice, &latecomer).await;
+        let (s, m) = body(app.post_json(&alice.token, "/api/messages/?addressee_username=latecomer", &json!({ "content": "now you exist" })).await).await;
+        assert_eq!((s, m["reciever_id"].as_i64()), (StatusCode::CREATED, Some(latecomer.id)));
+        let (s, m) = body(app.post_json(&alice.token, "/api/messages/?addressee_username=LateComer", &json!({ "content": "any case" })).await).await;
+        assert_eq!((s, m["reciever_id"].as_i64()), (StatusCode::CREATED, Some(latecomer.id)));
+        let (_, page) = body(app.get(&latecomer.token, "/api/messages/?friend_username=ALICE&limit=10").await).await;
+        assert_eq!(page["results"].as_array().unwrap().len(), 2);
+    }
+
     async fn the_conversation_page_renders_messages_safely(app) {
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;
