@@ -2,9 +2,14 @@
 # Starts a MySQL-compatible server for the tests on 127.0.0.1:3307 (as the original's
 # test database did) and prints the TEST_MYSQL_URL to use. With a Docker engine it runs
 # MariaDB in a container; otherwise MariaDB from Debian packages, started directly (no
-# systemd needed). Idempotent: a server already answering on the port is reused.
+# systemd needed). Where mariadbd is missing too, it installs the mariadb-server package
+# with apt-get: that needs root on Debian or Ubuntu; elsewhere install MariaDB yourself
+# (or start Docker) first. Idempotent: a server already answering on the port is reused.
 #   eval "$(scripts/start_test_db.sh)"   # exports TEST_MYSQL_URL
-#   scripts/start_test_db.sh stop        # stops the server this script started
+#   scripts/start_test_db.sh stop        # stops the server this script started and
+#                                        # deletes its data directory (throw-away data)
+# TEST_DB_PORT (default 3307) and TEST_DB_DIR (default $TMPDIR/messenger-test-mariadb)
+# choose the port and the data directory.
 set -euo pipefail
 
 PORT="${TEST_DB_PORT:-3307}"
@@ -18,7 +23,16 @@ log() { echo "$*" >&2; }
 
 if [ "${1:-}" = "stop" ]; then
   if docker inspect messenger-test-db >/dev/null 2>&1; then docker rm -f messenger-test-db >/dev/null; fi
-  if [ -f "$DATADIR/mysqld.pid" ]; then kill "$(cat "$DATADIR/mysqld.pid")" 2>/dev/null || true; fi
+  if [ -f "$DATADIR/mysqld.pid" ]; then
+    pid="$(cat "$DATADIR/mysqld.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  fi
+  # Only a directory this script made (it holds MariaDB's system tables) is deleted.
+  if [ -d "$DATADIR/mysql" ]; then
+    rm -rf "$DATADIR"
+    log "Stopped; deleted the data directory $DATADIR."
+  fi
   exit 0
 fi
 
@@ -51,7 +65,11 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   done
 else
   if ! command -v mariadbd >/dev/null 2>&1; then
-    log "Installing MariaDB from Debian packages"
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+      log "Neither Docker nor MariaDB is available. Install MariaDB (Debian/Ubuntu: sudo apt-get install mariadb-server) or start Docker, then run this again."
+      exit 1
+    fi
+    log "Installing MariaDB from Debian packages (apt-get install mariadb-server)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
     apt-get install -y -qq mariadb-server >&2

@@ -9,6 +9,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod conversations;
 pub mod db;
 pub mod domain;
 pub mod error;

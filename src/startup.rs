@@ -32,16 +32,14 @@ use tower_sessions::{
 
 use crate::{
     api, assets,
-    auth::{
-        csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher,
-        session_store::DbSessionStore,
-    },
+    auth::{csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
     config::Config,
     db::Db,
     events::EventHub,
     state::AppState,
     store::{
         sending::{self, SendQueue},
+        sessions::DbSessionStore,
         users::Directory,
     },
     web,
@@ -228,10 +226,26 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
     let request_id = HeaderName::from_static("x-request-id");
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
-            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // `user_id` and `conversation` are filled in once known (extractors, resolver).
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = %id,
+                user_id = tracing::field::Empty,
+                conversation = tracing::field::Empty,
+            )
         })
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(tower_http::LatencyUnit::Micros));
+        .on_response(
+            DefaultOnResponse::new()
+                .level(tracing::Level::INFO)
+                .latency_unit(tower_http::LatencyUnit::Micros),
+        );
     Router::new()
         .route("/static/{name}", get(assets::serve))
         .nest("/api", api::router())

@@ -35,3 +35,20 @@ where
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f))
 }
+
+/// Adds the signed-in user to the current request's span, so that every log line of the
+/// request can be tied to the person who reports a problem.
+pub fn record_user(user_id: i32) {
+    tracing::Span::current().record("user_id", user_id);
+}
+
+/// Adds the conversation a request acts on to its span: `direct:<user id>` or
+/// `group:<group id>`.
+pub fn record_conversation(conversation: crate::store::messages::Conversation) {
+    use crate::store::messages::Conversation;
+    let label = match conversation {
+        Conversation::Direct(other) => format!("direct:{other}"),
+        Conversation::Group(group) => format!("group:{group}"),
+    };
+    tracing::Span::current().record("conversation", label);
+}

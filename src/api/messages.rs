@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     auth::{ApiCaller, ApiUser},
+    conversations,
     domain::{cursor::Page, GroupName, MessageContent},
     error::{AppError, AppResult},
     state::AppState,
@@ -113,28 +114,15 @@ pub fn parse_content(raw: &str) -> AppResult<MessageContent> {
     MessageContent::parse(raw).map_err(|m| AppError::unprocessable(&["body", "content"], m))
 }
 
-/// Which conversation a request names: `friend_username` / `addressee_username`, or `group_chat_id`.
-async fn conversation_of(
-    state: &AppState,
-    username: Option<&str>,
-    group: Option<GroupId>,
-) -> AppResult<Conversation> {
-    match (username.map(str::trim).filter(|u| !u.is_empty()), group) {
-        (Some(username), _) => Ok(Conversation::Direct(
-            state.directory.named(&state.db, username).await?.user_id,
-        )),
-        (None, Some(group)) => Ok(Conversation::Group(group)),
-        (None, None) => Err(AppError::bad_request("no addressee or groupchat specified")),
-    }
-}
-
 async fn send(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<SendQuery>,
     ApiJson(body): ApiJson<SendBody>,
 ) -> AppResult<(StatusCode, Json<Message>)> {
-    let to = conversation_of(&state, q.addressee_username.as_deref(), body.group_chat_id).await?;
+    let to = conversations::resolve(&state, q.addressee_username.as_deref(), body.group_chat_id)
+        .await?
+        .conversation();
     let content = parse_content(&body.content)?;
     let outgoing = Outgoing {
         sender: me,
@@ -196,10 +184,9 @@ async fn seen(
     ApiJson(body): ApiJson<SeenBody>,
 ) -> AppResult<Json<serde_json::Value>> {
     let conversation =
-        conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
-    if let Conversation::Group(g) = conversation {
-        messages::require_member(&state.db, me.user_id, g).await?;
-    }
+        conversations::resolve(&state, body.friend_username.as_deref(), body.group_chat_id)
+            .await?
+            .conversation();
     let changed = messages::mark_seen(&state.db, me.user_id, conversation, body.message_id).await?;
     if changed {
         state.events.wake();
@@ -226,7 +213,9 @@ async fn typing(
     ApiJson(body): ApiJson<TypingBody>,
 ) -> AppResult<StatusCode> {
     let conversation =
-        conversation_of(&state, body.friend_username.as_deref(), body.group_chat_id).await?;
+        conversations::resolve(&state, body.friend_username.as_deref(), body.group_chat_id)
+            .await?
+            .conversation();
     messages::typing(&state.db, &me, conversation).await?;
     state.events.wake();
     Ok(StatusCode::NO_CONTENT)
@@ -319,7 +308,6 @@ async fn add_member(
     Path(id): Path<GroupId>,
     ApiJson(body): ApiJson<AddMemberBody>,
 ) -> AppResult<(StatusCode, Json<()>)> {
-    messages::require_member(&state.db, me.user_id, id).await?;
     let member = existing_user(&state, &body.username).await?;
     messages::add_member(&state.db, &me, id, &member).await?;
     state.events.wake();
@@ -331,7 +319,6 @@ async fn remove_member(
     ApiUser(me): ApiUser,
     Path((id, username)): Path<(GroupId, String)>,
 ) -> AppResult<Json<()>> {
-    messages::require_member(&state.db, me.user_id, id).await?;
     let member = existing_user(&state, &username).await?;
     messages::remove_member(&state.db, &me, id, &member).await?;
     state.events.wake();

@@ -53,7 +53,9 @@ fn token_user_id(state: &AppState, token: &str, kind: TokenKind) -> Result<i32, 
         .jwt
         .verify(token, kind)
         .ok_or(AppError::Unauthorized)?;
-    i32::try_from(claims.user_id).map_err(|_| AppError::Unauthorized)
+    let user_id = i32::try_from(claims.user_id).map_err(|_| AppError::Unauthorized)?;
+    crate::telemetry::record_user(user_id);
+    Ok(user_id)
 }
 
 /// The user a valid token of `kind` names, if that user still exists.
@@ -78,7 +80,10 @@ pub async fn user_from_session_parts(
         return Ok(None);
     };
     match users::by_id(&state.db, user_id).await? {
-        Some(user) if super::fingerprint_matches(&user, &fingerprint) => Ok(Some(user)),
+        Some(user) if super::fingerprint_matches(&user, &fingerprint) => {
+            crate::telemetry::record_user(user.user_id);
+            Ok(Some(user))
+        }
         // The password changed in another session, or the account is gone.
         _ => {
             let _ = session.flush().await;
@@ -181,7 +186,7 @@ impl FromRequestParts<AppState> for PageUser {
                     .map(|p| p.as_str())
                     .unwrap_or("/")
                     .to_string();
-                let htmx = parts.headers.contains_key("HX-Request");
+                let htmx = crate::web::is_htmx(&parts.headers);
                 Err(LoginRedirect { next, htmx }.into_response())
             }
             Err(e) => Err(e.into_response()),

@@ -6,7 +6,6 @@ pub mod extract;
 pub mod jwt;
 pub mod limits;
 pub mod password;
-pub mod session_store;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -295,6 +295,9 @@ pub async fn mark_seen(
     conversation: Conversation,
     up_to: MessageId,
 ) -> AppResult<bool> {
+    if let Conversation::Group(group) = conversation {
+        require_member(db, me, group).await?;
+    }
     db_tx!(db, |tx| {
         let (changed, notify) = match conversation {
             Conversation::Direct(other) => {
@@ -597,20 +600,31 @@ pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult
     Ok(())
 }
 
-/// Whether some other member's read marker has reached `message_id`.
-pub async fn read_by_others(
+/// Whether my message `message_id` has been read: by the other side of a direct chat, or
+/// by some other member of a group.
+pub async fn seen_by_others(
     db: &Db,
-    group: GroupId,
     me: UserId,
+    conversation: Conversation,
     message_id: MessageId,
 ) -> AppResult<bool> {
     let n: i64 = db_run!(db, |pool| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM group_chat_member WHERE group_chat_id = ? AND member_id <> ? AND last_read_message_id >= ?")
+        match conversation {
+            Conversation::Direct(_) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM message WHERE message_id = ? AND sender_id = ? AND seen = 1",
+            )
+            .bind(message_id)
+            .bind(me),
+            Conversation::Group(group) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM group_chat_member \
+                 WHERE group_chat_id = ? AND member_id <> ? AND last_read_message_id >= ?",
+            )
             .bind(group)
             .bind(me)
-            .bind(message_id)
-            .fetch_one(pool)
-            .await
+            .bind(message_id),
+        }
+        .fetch_one(pool)
+        .await
     })?;
     Ok(n > 0)
 }

@@ -5,6 +5,7 @@ pub mod events;
 pub mod friends;
 pub mod messages;
 pub mod sending;
+pub mod sessions;
 pub mod users;
 
 pub use crate::db::Db;

@@ -213,8 +213,7 @@ async fn signup(
 
 async fn logout(session: Session, parts: axum::http::HeaderMap) -> AppResult<Response> {
     end_session(&session).await?;
-    let htmx = parts.get("hx-request").is_some_and(|v| v == "true");
-    Ok(redirect(htmx, "/login"))
+    Ok(redirect(super::is_htmx(&parts), "/login"))
 }
 
 #[derive(Template)]

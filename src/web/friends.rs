@@ -9,14 +9,14 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{redirect, render, Ctx, Layout};
+use super::{redirect, render, Ctx, Layout, UsernameInput};
 use crate::{
     error::AppResult,
     state::AppState,
     store::{
         events as event_store,
         friends::{self as friend_store, ListKind, Relationship},
-        users::{self, User, UserSummary},
+        users::UserSummary,
     },
 };
 
@@ -157,16 +157,6 @@ async fn search(
     })
 }
 
-#[derive(Deserialize)]
-struct UsernameInput {
-    #[serde(default)]
-    username: String,
-}
-
-async fn target(state: &AppState, input: &UsernameInput) -> AppResult<User> {
-    users::named(&state.db, &input.username).await
-}
-
 /// After an action: htmx gets the refreshed sections (rows and counts); a plain form is
 /// sent back to the page.
 async fn after_action(state: &AppState, ctx: Ctx) -> AppResult<Response> {
@@ -202,7 +192,7 @@ async fn send_request(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let other = target(&state, &input).await?;
+    let other = input.user(&state).await?;
     friend_store::request(&state.db, &ctx.user, &other).await?;
     after_action(&state, ctx).await
 }
@@ -212,7 +202,7 @@ async fn accept(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let other = target(&state, &input).await?;
+    let other = input.user(&state).await?;
     friend_store::answer(&state.db, &ctx.user, &other, true).await?;
     after_action(&state, ctx).await
 }
@@ -222,7 +212,7 @@ async fn decline(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let other = target(&state, &input).await?;
+    let other = input.user(&state).await?;
     friend_store::answer(&state.db, &ctx.user, &other, false).await?;
     after_action(&state, ctx).await
 }
@@ -232,7 +222,7 @@ async fn block(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let other = target(&state, &input).await?;
+    let other = input.user(&state).await?;
     friend_store::block(&state.db, &ctx.user, &other).await?;
     after_action(&state, ctx).await
 }
@@ -242,7 +232,7 @@ async fn unblock(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let other = target(&state, &input).await?;
+    let other = input.user(&state).await?;
     friend_store::delete(&state.db, &ctx.user, &other, true).await?;
     after_action(&state, ctx).await
 }
@@ -253,7 +243,7 @@ async fn remove(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
-    let other = target(&state, &input).await?;
+    let other = input.user(&state).await?;
     friend_store::delete(&state.db, &ctx.user, &other, false).await?;
     after_action(&state, ctx).await
 }

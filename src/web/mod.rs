@@ -9,19 +9,23 @@ mod render;
 
 use axum::{
     extract::{FromRequestParts, Request},
-    http::{header, request::Parts, HeaderValue, StatusCode},
+    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
     routing::get,
     Router,
 };
+use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::{
     auth::{csrf_token, extract::user_from_session_parts, MaybePageUser, PageUser},
-    error::{AppError, RenderedError},
+    error::{AppError, AppResult, RenderedError},
     state::AppState,
-    store::{friends as friend_store, users::User},
+    store::{
+        friends as friend_store,
+        users::{self, User},
+    },
 };
 
 pub use render::render;
@@ -89,7 +93,7 @@ impl FromRequestParts<AppState> for Ctx {
         Ok(Ctx {
             user,
             layout,
-            htmx: is_htmx(parts),
+            htmx: is_htmx(&parts.headers),
         })
     }
 }
@@ -123,14 +127,29 @@ impl FromRequestParts<AppState> for AnonCtx {
                 csrf,
                 ..Layout::default()
             },
-            htmx: is_htmx(parts),
+            htmx: is_htmx(&parts.headers),
             signed_in,
         })
     }
 }
 
-pub fn is_htmx(parts: &Parts) -> bool {
-    parts.headers.get("hx-request").is_some_and(|v| v == "true")
+/// Whether htmx sent the request (it then wants a fragment or `HX-Redirect`, not a page).
+pub fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.get("hx-request").is_some_and(|v| v == "true")
+}
+
+/// A form that names one user (friend actions, group members).
+#[derive(Deserialize)]
+pub struct UsernameInput {
+    #[serde(default)]
+    pub username: String,
+}
+
+impl UsernameInput {
+    /// The user the form names, or 404 `no such user exists`.
+    pub async fn user(&self, state: &AppState) -> AppResult<User> {
+        users::named(&state.db, &self.username).await
+    }
 }
 
 /// After a successful form post: htmx follows `HX-Redirect`; a plain form gets a 303.
@@ -162,10 +181,7 @@ async fn badge(ctx: Ctx) -> Result<Html<String>, AppError> {
 /// Turns an `AppError` from a page route into HTML: a page in the layout, or for htmx a
 /// short text that `app.js` shows next to the form that failed.
 async fn render_errors(request: Request, next: Next) -> Response {
-    let htmx = request
-        .headers()
-        .get("hx-request")
-        .is_some_and(|v| v == "true");
+    let htmx = is_htmx(request.headers());
     let response = next.run(request).await;
     let Some(error) = response.extensions().get::<RenderedError>().cloned() else {
         return response;

@@ -1,4 +1,5 @@
-//! Sessions live in the database so any process behind the load balancer accepts them.
+//! Sign-in sessions live in the database so any process behind the load balancer accepts
+//! them: tower-sessions' sqlx stores, one per backend, behind one type.
 
 use async_trait::async_trait;
 use tower_sessions::{
