@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use crate::{
-    auth::password::Verified,
+    auth::{limits::SignInAccount, password::Verified},
     domain::{Email, Password, Username},
     error::AppError,
     state::AppState,
@@ -84,7 +84,7 @@ pub async fn sign_up(
     email: &str,
     password: &str,
 ) -> Result<Result<User, Vec<FieldError>>, AppError> {
-    state.limits.check_sign_up(ip)?;
+    state.limits.check_sign_up(ip).await?;
     let (username, email, password) = match check_sign_up(state, username, email, password).await {
         Ok(parsed) => parsed,
         Err(errors) => return Ok(Err(errors)),
@@ -119,12 +119,16 @@ pub async fn sign_in(
     password: &str,
 ) -> Result<Option<User>, AppError> {
     let login = login.trim();
-    state.limits.check_sign_in(ip, login)?;
     let user = if login.len() <= 255 {
         users::by_login(&state.db, login).await?
     } else {
         None
     };
+    let account = match &user {
+        Some(user) => SignInAccount::Known(user.user_id),
+        None => SignInAccount::Unknown(login),
+    };
+    state.limits.check_sign_in(ip, account).await?;
     let verified = state
         .hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))

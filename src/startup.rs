@@ -91,7 +91,7 @@ impl Application {
             session_store.clone(),
             shutdown.clone(),
         ));
-        let limits = Arc::new(RateLimits::new(&config));
+        let limits = Arc::new(RateLimits::new(&config, db.clone()));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
         let state = AppState {
             hasher: PasswordHasher::new(config.argon2)?,
@@ -340,7 +340,7 @@ async fn forget_idle_limits(limits: Arc<RateLimits>, shutdown: CancellationToken
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = tick.tick() => limits.forget_idle(),
+            _ = tick.tick() => limits.forget_idle().await,
             _ = shutdown.cancelled() => return,
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod friends;
+pub mod limits;
 pub mod messages;
 pub mod sending;
 pub mod sessions;
