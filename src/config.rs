@@ -1,24 +1,54 @@
-//! Typed settings, read once from the environment at start-up.
+//! Typed settings, read once at start-up from the environment.
 //!
-//! Every variable is parsed here; a bad value stops start-up with one line naming the
-//! variable. Secrets are kept out of `Debug` output.
+//! Every setting is declared once, in [`Settings`]: its variable, default, help text, and
+//! whether it is a secret (`hide_env_values`). `messenger --help` prints that declaration
+//! and a test holds the README's table to it. [`Config`] is what the rest of the code
+//! uses: the settings checked against each other, with the defaults that depend on other
+//! settings filled in. A bad value stops start-up with one line naming the variable;
+//! secrets are kept out of `Debug` output.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
+use clap::{
+    builder::ArgPredicate,
+    error::{ContextKind, ContextValue},
+    Arg, ArgAction, Args, Command, FromArgMatches,
+};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 /// A configuration error: which variable, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {problem}")]
 pub struct ConfigError {
-    pub variable: &'static str,
+    pub variable: String,
     pub problem: String,
 }
 
-fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+fn bad(variable: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
-        variable,
+        variable: variable.into(),
         problem: problem.into(),
+    }
+}
+
+impl ConfigError {
+    /// The setting a clap error is about, when it is a bad value of one: `command` is the
+    /// command that failed, whose arguments carry the variables' names.
+    pub fn from_clap(error: &clap::Error, command: &Command) -> Option<Self> {
+        // The argument as clap shows it: `--bind-addr <BIND_ADDR>`.
+        let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) else {
+            return None;
+        };
+        let long = invalid.split_whitespace().next()?.strip_prefix("--")?;
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(long))?;
+        let variable = arg.get_env()?.to_string_lossy().into_owned();
+        let problem = match std::error::Error::source(error) {
+            Some(source) => source.to_string(),
+            None => error.kind().to_string(),
+        };
+        Some(bad(&variable, problem))
     }
 }
 
@@ -47,6 +77,12 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
 /// argon2id cost. The default is the original service's (argon2-cffi's defaults,
 /// RFC 9106's second recommended option); tests lower it through `ARGON2_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +102,212 @@ impl Default for Argon2Cost {
     }
 }
 
+/// Every setting the server reads, as declared to clap: the environment variable, the
+/// default, the help text, and `hide_env_values` for secrets. Where a default depends on
+/// another setting, clap cannot show it, so the help text ends with `[default: …]` in
+/// clap's own style; the README's table is checked against both kinds.
+#[derive(Debug, Clone, Args)]
+#[command(
+    next_help_heading = "Settings (environment variables; each option overrides its variable)"
+)]
+pub struct Settings {
+    /// sqlite://PATH or mysql://USER:PASSWORD@HOST:PORT/DB; when unset and RDS_ENDPOINT is
+    /// set, the MySQL URL is built from the RDS_* variables
+    #[arg(
+        long, env = "DATABASE_URL", hide_env_values = true, value_parser = database_url,
+        default_value = "sqlite://messenger.db",
+        default_value_if("rds_endpoint", ArgPredicate::IsPresent, None::<&str>)
+    )]
+    pub database_url: Option<Secret>,
+
+    /// MySQL host (the original service's variables, used when DATABASE_URL is unset)
+    #[arg(long, env = "RDS_ENDPOINT")]
+    pub rds_endpoint: Option<String>,
+
+    /// MySQL port, with RDS_ENDPOINT
+    #[arg(long, env = "RDS_PORT", default_value = "3306", value_parser = number::<u16>)]
+    pub rds_port: u16,
+
+    /// MySQL user, required with RDS_ENDPOINT
+    #[arg(long, env = "RDS_USER", hide_env_values = true, value_parser = secret)]
+    pub rds_user: Option<Secret>,
+
+    /// MySQL password, with RDS_ENDPOINT; when RDS_PASSWORD_FILE is set too, RDS_PASSWORD
+    /// wins
+    #[arg(long, env = "RDS_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub rds_password: Option<Secret>,
+
+    /// A file holding the MySQL password, read when RDS_PASSWORD is unset and re-read every
+    /// 30 s (rotation without a restart)
+    #[arg(long, env = "RDS_PASSWORD_FILE")]
+    pub rds_password_file: Option<PathBuf>,
+
+    /// MySQL database name, required with RDS_ENDPOINT
+    #[arg(long, env = "RDS_DB_NAME")]
+    pub rds_db_name: Option<String>,
+
+    /// Database connections per process
+    #[arg(long, env = "RDS_POOL_SIZE", default_value = "10", value_parser = at_least_one)]
+    pub rds_pool_size: u32,
+
+    /// Database connections per process, overriding RDS_POOL_SIZE
+    /// [default: RDS_POOL_SIZE's value]
+    #[arg(long, env = "DATABASE_POOL_SIZE", value_parser = at_least_one)]
+    pub database_pool_size: Option<u32>,
+
+    /// Where to listen, host:port (0.0.0.0:8000 in the container)
+    #[arg(
+        long, env = "BIND_ADDR", default_value = "127.0.0.1:8000", value_parser = socket_addr
+    )]
+    pub bind_addr: SocketAddr,
+
+    /// development or production; production makes JWT_SECRET mandatory and cookies Secure
+    #[arg(long, env = "APP_ENV", default_value = "development", value_parser = app_env)]
+    pub app_env: AppEnv,
+
+    /// HS256 key for API tokens: at least 16 characters, the same in every process;
+    /// required in production [default: random, with a warning]
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = jwt_secret)]
+    pub jwt_secret: Option<Secret>,
+
+    /// The previous JWT_SECRET, still accepted (never signed with) during a rotation
+    #[arg(long, env = "JWT_SECRET_PREVIOUS", hide_env_values = true, value_parser = secret)]
+    pub jwt_secret_previous: Option<Secret>,
+
+    /// Session cookies only over HTTPS [default: true in production, else false]
+    #[arg(long, env = "COOKIE_SECURE", value_parser = boolean)]
+    pub cookie_secure: Option<bool>,
+
+    /// Take the client address from X-Forwarded-For (only behind nginx or an ALB)
+    #[arg(
+        long, env = "TRUST_PROXY", default_value = "false", value_parser = boolean,
+        action = ArgAction::Set
+    )]
+    pub trust_proxy: bool,
+
+    /// pretty, or json for CloudWatch
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = log_format)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing's EnvFilter syntax)
+    #[arg(
+        long, env = "RUST_LOG", default_value = "info,sqlx=warn,tower_sessions=warn",
+        value_parser = log_filter
+    )]
+    pub log_filter: String,
+
+    /// Any value turns colours off (no-color.org); without it the logs are coloured only
+    /// when stdout is a terminal
+    #[arg(
+        long, env = "NO_COLOR", value_name = "ANY", num_args = 0..=1,
+        default_missing_value = "1"
+    )]
+    pub no_color: Option<String>,
+
+    /// Apply pending migrations at start-up (messenger migrate applies them alone)
+    #[arg(
+        long, env = "MIGRATE_ON_START", default_value = "true", value_parser = boolean,
+        action = ArgAction::Set
+    )]
+    pub migrate_on_start: bool,
+
+    /// How long live events are kept for streams that resume
+    #[arg(
+        long, env = "EVENT_RETENTION_HOURS", default_value = "24", value_parser = number::<u64>
+    )]
+    pub event_retention_hours: u64,
+
+    /// Sign-in attempts per minute per account (its username and email share one quota;
+    /// a login that names no account is counted as typed, in any case); each client
+    /// address (IPv6: each /64) gets five times as many over all accounts; counted over
+    /// every process sharing the database
+    #[arg(
+        long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value = "10",
+        value_parser = number::<u32>
+    )]
+    pub login_attempts_per_minute: u32,
+
+    /// Sign-ups per hour per client address (IPv6: per /64), counted over every process
+    /// sharing the database
+    #[arg(long, env = "SIGNUPS_PER_HOUR", default_value = "20", value_parser = number::<u32>)]
+    pub signups_per_hour: u32,
+
+    /// How long a user stays online after their last event stream closed
+    #[arg(
+        long, env = "PRESENCE_GRACE_SECONDS", default_value = "15", value_parser = number::<u64>
+    )]
+    pub presence_grace_seconds: u64,
+
+    /// How often each process polls the event table for other processes' events
+    #[arg(
+        long, env = "EVENT_POLL_MILLISECONDS", default_value = "50",
+        value_parser = number::<u64>
+    )]
+    pub event_poll_milliseconds: u64,
+
+    /// Test-only: argon2id memory cost in KiB; the tests lower it, production keeps the
+    /// default
+    #[arg(
+        long, env = "ARGON2_MEMORY_KIB", default_value_t = Argon2Cost::default().memory_kib,
+        value_parser = number::<u32>
+    )]
+    pub argon2_memory_kib: u32,
+
+    /// Test-only: argon2id iterations
+    #[arg(
+        long, env = "ARGON2_ITERATIONS", default_value_t = Argon2Cost::default().iterations,
+        value_parser = number::<u32>
+    )]
+    pub argon2_iterations: u32,
+
+    /// Test-only: argon2id parallelism
+    #[arg(
+        long, env = "ARGON2_PARALLELISM", default_value_t = Argon2Cost::default().parallelism,
+        value_parser = number::<u32>
+    )]
+    pub argon2_parallelism: u32,
+}
+
+impl Settings {
+    /// The settings alone, as a command: for reading them through a lookup, and for tests.
+    pub fn command() -> Command {
+        Settings::augment_args(Command::new("messenger"))
+    }
+
+    /// Reads each setting's variable through `lookup` and nothing else (neither the
+    /// process environment nor its command line): each value found is handed to clap as
+    /// the setting's option (`--bind-addr=…`); an empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let declared = Self::command().no_binary_name(true);
+        let args: Vec<String> = declared
+            .get_arguments()
+            .filter_map(|arg| {
+                let value = lookup(arg.get_env()?.to_str()?).filter(|v| !v.is_empty())?;
+                Some(format!("--{}={value}", arg.get_long()?))
+            })
+            .collect();
+        let unexpected = |e: clap::Error| {
+            ConfigError::from_clap(&e, &declared)
+                .unwrap_or_else(|| bad("settings", e.kind().to_string()))
+        };
+        let matches = declared
+            .clone()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(args)
+            .map_err(unexpected)?;
+        Self::from_arg_matches(&matches).map_err(unexpected)
+    }
+}
+
+/// An empty variable counts as unset, so that `X=` (as compose files write an unset one)
+/// keeps the default. For `Command::mut_args` before parsing the process's environment.
+pub fn unset_if_empty(arg: Arg) -> Arg {
+    match arg.get_env() {
+        Some(name) if std::env::var_os(name).is_some_and(|v| v.is_empty()) => arg.env(None),
+        _ => arg,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `sqlite://…` or `mysql://…`; contains the database password.
@@ -76,12 +318,17 @@ pub struct Config {
     pub jwt_secret_previous: Option<Secret>,
     pub production: bool,
     pub log_format: LogFormat,
+    /// `RUST_LOG`: which logs are written.
+    pub log_filter: String,
+    /// `NO_COLOR` is set: no colours in the logs even on a terminal.
+    pub no_color: bool,
     pub migrate_on_start: bool,
     pub cookie_secure: bool,
     pub trust_proxy: bool,
     pub argon2: Argon2Cost,
     pub event_retention: Duration,
-    /// Sign-in attempts allowed per IP and per account per minute.
+    /// Sign-in attempts allowed per minute per account name (lower-cased); each client IP
+    /// gets five times as many, over all accounts (`auth::limits`).
     pub login_attempts_per_minute: u32,
     /// Sign-ups allowed per IP per hour.
     pub signups_per_hour: u32,
@@ -89,50 +336,37 @@ pub struct Config {
     pub presence_grace: Duration,
     /// How often this process polls the event table when nothing woke it.
     pub event_poll_interval: Duration,
-    /// A file holding the MySQL password (`RDS_PASSWORD_FILE`), re-read while running so
-    /// that a rotated password reaches new connections without a restart.
-    pub password_file: Option<std::path::PathBuf>,
+    /// The file the MySQL password came from (`RDS_PASSWORD_FILE`, when `RDS_PASSWORD` is
+    /// unset), to be re-read while running so that a rotated password reaches new
+    /// connections without a restart.
+    pub password_file: Option<PathBuf>,
     /// Warnings about the settings, logged once tracing is up.
     pub warnings: Vec<String>,
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment (and nothing else: no command line).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads settings through `lookup`, so tests can pass their own variables.
+    /// Reads settings through `lookup` rather than the process environment, so tests can
+    /// pass their own variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let production = match lookup("APP_ENV").as_deref() {
-            None | Some("development") | Some("dev") | Some("test") => false,
-            Some("production") | Some("prod") => true,
-            Some(other) => {
-                return Err(bad(
-                    "APP_ENV",
-                    format!("expected development or production, got {other:?}"),
-                ))
-            }
-        };
+        Self::from_settings(Settings::from_lookup(lookup)?)
+    }
+
+    /// Checks the settings against each other and fills in the defaults that depend on
+    /// other settings.
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let production = s.app_env == AppEnv::Production;
         let mut warnings = Vec::new();
-        let database_url = database_url(&lookup)?;
-        let pool_size = parse_or(&lookup, "RDS_POOL_SIZE", 10u32)?;
-        let pool_size = parse_or(&lookup, "DATABASE_POOL_SIZE", pool_size)?;
-        if pool_size == 0 {
-            return Err(bad("RDS_POOL_SIZE", "must be at least 1"));
-        }
-        let bind_addr = match lookup("BIND_ADDR") {
-            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
-            Some(v) => v.parse().map_err(|_| {
-                bad(
-                    "BIND_ADDR",
-                    format!("expected host:port such as 0.0.0.0:8000, got {v:?}"),
-                )
-            })?,
+        let (database_url, password_file) = match s.database_url.clone() {
+            Some(url) => (url, None),
+            None => rds_url(&s)?,
         };
-        let jwt_secret = match lookup("JWT_SECRET") {
-            Some(s) if s.len() >= 16 => Secret::new(s),
-            Some(_) => return Err(bad("JWT_SECRET", "must be at least 16 characters")),
+        let jwt_secret = match s.jwt_secret {
+            Some(secret) => secret,
             None if production => {
                 return Err(bad(
                     "JWT_SECRET",
@@ -146,148 +380,162 @@ impl Config {
                 Secret::new(random_secret())
             }
         };
-        let log_format = match lookup("LOG_FORMAT").as_deref() {
-            None | Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(bad(
-                    "LOG_FORMAT",
-                    format!("expected pretty or json, got {other:?}"),
-                ))
-            }
-        };
         let argon2 = Argon2Cost {
-            memory_kib: parse_or(
-                &lookup,
-                "ARGON2_MEMORY_KIB",
-                Argon2Cost::default().memory_kib,
-            )?,
-            iterations: parse_or(
-                &lookup,
-                "ARGON2_ITERATIONS",
-                Argon2Cost::default().iterations,
-            )?,
-            parallelism: parse_or(
-                &lookup,
-                "ARGON2_PARALLELISM",
-                Argon2Cost::default().parallelism,
-            )?,
+            memory_kib: s.argon2_memory_kib,
+            iterations: s.argon2_iterations,
+            parallelism: s.argon2_parallelism,
         };
         if argon2 != Argon2Cost::default() {
             warnings.push(format!(
                 "argon2 cost lowered by ARGON2_* to {argon2:?}: for tests only"
             ));
         }
-        let event_retention_hours: u64 = parse_or(&lookup, "EVENT_RETENTION_HOURS", 24)?;
         Ok(Self {
             database_url,
-            pool_size,
-            bind_addr,
+            pool_size: s.database_pool_size.unwrap_or(s.rds_pool_size),
+            bind_addr: s.bind_addr,
             jwt_secret,
-            jwt_secret_previous: lookup("JWT_SECRET_PREVIOUS").map(Secret::new),
+            jwt_secret_previous: s.jwt_secret_previous,
             production,
-            log_format,
-            migrate_on_start: parse_bool_or(&lookup, "MIGRATE_ON_START", true)?,
-            cookie_secure: parse_bool_or(&lookup, "COOKIE_SECURE", production)?,
-            trust_proxy: parse_bool_or(&lookup, "TRUST_PROXY", false)?,
+            log_format: s.log_format,
+            log_filter: s.log_filter,
+            no_color: s.no_color.is_some_and(|v| !v.is_empty()),
+            migrate_on_start: s.migrate_on_start,
+            cookie_secure: s.cookie_secure.unwrap_or(production),
+            trust_proxy: s.trust_proxy,
             argon2,
-            event_retention: Duration::from_secs(event_retention_hours * 3600),
-            login_attempts_per_minute: parse_or(&lookup, "LOGIN_ATTEMPTS_PER_MINUTE", 10)?,
-            signups_per_hour: parse_or(&lookup, "SIGNUPS_PER_HOUR", 20)?,
-            presence_grace: Duration::from_secs(parse_or(&lookup, "PRESENCE_GRACE_SECONDS", 15)?),
-            event_poll_interval: Duration::from_millis(parse_or(
-                &lookup,
-                "EVENT_POLL_MILLISECONDS",
-                50,
-            )?),
-            password_file: lookup("RDS_PASSWORD_FILE").map(Into::into),
+            event_retention: Duration::from_secs(s.event_retention_hours * 3600),
+            login_attempts_per_minute: s.login_attempts_per_minute,
+            signups_per_hour: s.signups_per_hour,
+            presence_grace: Duration::from_secs(s.presence_grace_seconds),
+            event_poll_interval: Duration::from_millis(s.event_poll_milliseconds),
+            password_file,
             warnings,
         })
     }
 }
 
-/// `DATABASE_URL`, else a MySQL URL built from the original's `RDS_*` variables,
-/// else a SQLite file next to the working directory.
-fn database_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Secret, ConfigError> {
-    if let Some(url) = lookup("DATABASE_URL") {
-        let parsed =
-            url::Url::parse(&url).map_err(|e| bad("DATABASE_URL", format!("not a URL ({e})")))?;
-        return match parsed.scheme() {
-            "sqlite" | "mysql" | "mariadb" => {
-                Ok(Secret::new(url.replacen("mariadb:", "mysql:", 1)))
-            }
-            other => Err(bad(
-                "DATABASE_URL",
-                format!("unsupported scheme {other:?}: use sqlite:// or mysql://"),
-            )),
-        };
-    }
-    let Some(host) = lookup("RDS_ENDPOINT") else {
-        return Ok(Secret::new("sqlite://messenger.db"));
+/// The MySQL URL built from the original's `RDS_*` variables (`DATABASE_URL` is unset and
+/// `RDS_ENDPOINT` set: clap's default otherwise), and the password file when the
+/// password came from one.
+fn rds_url(s: &Settings) -> Result<(Secret, Option<PathBuf>), ConfigError> {
+    let host = s
+        .rds_endpoint
+        .as_deref()
+        .ok_or_else(|| bad("DATABASE_URL", "must be set, or RDS_ENDPOINT"))?;
+    let user = s
+        .rds_user
+        .as_ref()
+        .ok_or_else(|| bad("RDS_USER", "must be set with RDS_ENDPOINT"))?;
+    let db_name = s
+        .rds_db_name
+        .as_deref()
+        .ok_or_else(|| bad("RDS_DB_NAME", "must be set with RDS_ENDPOINT"))?;
+    let (password, password_file) = match (&s.rds_password, &s.rds_password_file) {
+        (Some(p), _) => (p.expose().to_string(), None),
+        (None, Some(file)) => {
+            let password = std::fs::read_to_string(file)
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| {
+                    bad(
+                        "RDS_PASSWORD_FILE",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+            (password, Some(file.clone()))
+        }
+        (None, None) => (String::new(), None),
     };
-    let port: u16 = parse_or(lookup, "RDS_PORT", 3306)?;
-    let user =
-        lookup("RDS_USER").ok_or_else(|| bad("RDS_USER", "must be set with RDS_ENDPOINT"))?;
-    let password = match (lookup("RDS_PASSWORD"), lookup("RDS_PASSWORD_FILE")) {
-        (Some(p), _) => p,
-        (None, Some(file)) => std::fs::read_to_string(&file)
-            .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
-            .map_err(|e| bad("RDS_PASSWORD_FILE", format!("cannot read {file}: {e}")))?,
-        (None, None) => String::new(),
-    };
-    let db_name =
-        lookup("RDS_DB_NAME").ok_or_else(|| bad("RDS_DB_NAME", "must be set with RDS_ENDPOINT"))?;
     let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     let url = format!(
         "mysql://{}:{}@{}:{}/{}",
-        enc(&user),
+        enc(user.expose()),
         enc(&password),
         host,
-        port,
-        enc(&db_name)
+        s.rds_port,
+        enc(db_name)
     );
     url::Url::parse(&url).map_err(|e| bad("RDS_ENDPOINT", format!("not a host name ({e})")))?;
-    Ok(Secret::new(url))
+    Ok((Secret::new(url), password_file))
 }
 
-fn parse_or<T: std::str::FromStr>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match lookup(variable) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| bad(variable, format!("not a valid number: {v:?}"))),
-    }
-}
+// The value parsers: each error names the value; `ConfigError::from_clap` adds the variable.
 
-fn parse_bool_or(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    match lookup(variable)
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None => Ok(default),
-        Some("1" | "true" | "yes" | "on") => Ok(true),
-        Some("0" | "false" | "no" | "off") => Ok(false),
-        Some(other) => Err(bad(
-            variable,
-            format!("expected true or false, got {other:?}"),
+fn database_url(url: &str) -> Result<Secret, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    match parsed.scheme() {
+        "sqlite" | "mysql" | "mariadb" => Ok(Secret::new(url.replacen("mariadb:", "mysql:", 1))),
+        other => Err(format!(
+            "unsupported scheme {other:?}: use sqlite:// or mysql://"
         )),
     }
 }
 
+fn secret(value: &str) -> Result<Secret, String> {
+    Ok(Secret::new(value))
+}
+
+fn jwt_secret(value: &str) -> Result<Secret, String> {
+    if value.len() < 16 {
+        return Err("must be at least 16 characters".into());
+    }
+    Ok(Secret::new(value))
+}
+
+fn number<T: FromStr>(value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a valid number: {value:?}"))
+}
+
+fn at_least_one(value: &str) -> Result<u32, String> {
+    match number(value)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("expected host:port such as 0.0.0.0:8000, got {value:?}"))
+}
+
+fn boolean(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+fn app_env(value: &str) -> Result<AppEnv, String> {
+    match value {
+        "development" | "dev" | "test" => Ok(AppEnv::Development),
+        "production" | "prod" => Ok(AppEnv::Production),
+        other => Err(format!("expected development or production, got {other:?}")),
+    }
+}
+
+fn log_format(value: &str) -> Result<LogFormat, String> {
+    match value {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("expected pretty or json, got {other:?}")),
+    }
+}
+
+fn log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("not a log filter ({e}): {value:?}"))
+}
+
 pub fn random_secret() -> String {
-    use rand::RngCore;
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
     let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
+    OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
@@ -304,12 +552,84 @@ mod tests {
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
+    /// Each declared setting's variable and its default: clap's, or the `[default: …]`
+    /// its help text ends with when the default depends on other settings.
+    fn declared() -> Vec<(String, Option<String>)> {
+        Settings::command()
+            .get_arguments()
+            .filter(|arg| arg.get_id() != "help")
+            .map(|arg| {
+                let variable = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("{arg} has no environment variable"))
+                    .to_string_lossy()
+                    .into_owned();
+                (variable, declared_default(arg))
+            })
+            .collect()
+    }
+
+    fn declared_default(arg: &Arg) -> Option<String> {
+        let values = arg.get_default_values();
+        if !values.is_empty() {
+            let values: Vec<_> = values.iter().map(|v| v.to_string_lossy()).collect();
+            return Some(values.join(","));
+        }
+        let help = arg.get_help()?.to_string();
+        let (_, default) = help.split_once("[default: ")?;
+        Some(default.split(']').next()?.to_string())
+    }
+
+    /// The rows of the first table after the line `heading` in the README: each row's
+    /// variables (the first column's `NAME`s) and its second column, backticks removed,
+    /// `None` for "—".
+    fn readme_table(heading: &str) -> Vec<(Vec<String>, Option<String>)> {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let lines = readme
+            .lines()
+            .skip_while(|line| line.trim() != heading)
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2);
+        lines
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let variables = cells[1]
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(String::from)
+                    .collect();
+                let default = match cells[2].replace('`', "") {
+                    none if none == "—" => None,
+                    text => Some(text),
+                };
+                (variables, default)
+            })
+            .collect()
+    }
+
     #[test]
     fn defaults_serve_sqlite_on_localhost() {
         let c = config(&[]).unwrap();
         assert_eq!(c.database_url.expose(), "sqlite://messenger.db");
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.pool_size, 10);
+        assert_eq!(c.log_filter, "info,sqlx=warn,tower_sessions=warn");
+        assert_eq!(c.argon2, Argon2Cost::default());
         assert!(!c.cookie_secure);
+        assert!(!c.production);
+        assert!(c.password_file.is_none());
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let c = config(&[("BIND_ADDR", ""), ("DATABASE_URL", ""), ("NO_COLOR", "")]).unwrap();
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.database_url.expose(), "sqlite://messenger.db");
+        assert!(!c.no_color);
+        assert!(config(&[("NO_COLOR", "1")]).unwrap().no_color);
     }
 
     #[test]
@@ -328,6 +648,18 @@ mod tests {
             "mysql://app:p%40ss%3Aw%2Frd@db.example.internal:3306/messenger"
         );
         assert_eq!(c.pool_size, 7);
+        let c = config(&[("RDS_POOL_SIZE", "7"), ("DATABASE_POOL_SIZE", "3")]).unwrap();
+        assert_eq!(c.pool_size, 3, "DATABASE_POOL_SIZE overrides RDS_POOL_SIZE");
+    }
+
+    #[test]
+    fn database_url_wins_over_the_rds_variables() {
+        let c = config(&[
+            ("DATABASE_URL", "mariadb://u:p@h:3306/d"),
+            ("RDS_ENDPOINT", "db.internal"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_url.expose(), "mysql://u:p@h:3306/d");
     }
 
     #[test]
@@ -335,13 +667,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("password");
         std::fs::write(&path, "s3cret/pw\n").unwrap();
-        let c = config(&[
+        let rds = [
             ("RDS_ENDPOINT", "db.internal"),
             ("RDS_USER", "app"),
             ("RDS_DB_NAME", "messenger"),
             ("RDS_PASSWORD_FILE", path.to_str().unwrap()),
-        ])
-        .unwrap();
+        ];
+        let c = config(&rds).unwrap();
         assert_eq!(
             c.database_url.expose(),
             "mysql://app:s3cret%2Fpw@db.internal:3306/messenger"
@@ -357,9 +689,33 @@ mod tests {
     }
 
     #[test]
+    fn rds_password_wins_over_rds_password_file() {
+        let c = config(&[
+            ("RDS_ENDPOINT", "db.internal"),
+            ("RDS_USER", "app"),
+            ("RDS_DB_NAME", "messenger"),
+            ("RDS_PASSWORD", "from-the-variable"),
+            ("RDS_PASSWORD_FILE", "/nonexistent/password"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.database_url.expose(),
+            "mysql://app:from%2Dthe%2Dvariable@db.internal:3306/messenger"
+        );
+        assert!(
+            c.password_file.is_none(),
+            "the file is not the password's source"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         let e = config(&[("BIND_ADDR", "localhost:99999")]).unwrap_err();
         assert_eq!(e.variable, "BIND_ADDR");
+        assert_eq!(
+            e.to_string(),
+            r#"BIND_ADDR: expected host:port such as 0.0.0.0:8000, got "localhost:99999""#
+        );
         let e = config(&[("DATABASE_URL", "postgres://x")]).unwrap_err();
         assert_eq!(e.variable, "DATABASE_URL");
         let e = config(&[
@@ -370,6 +726,56 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.variable, "RDS_PORT");
+        for (variable, value) in [
+            ("DATABASE_URL", "not a url"),
+            ("RDS_PORT", "x"),
+            ("RDS_POOL_SIZE", "0"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("APP_ENV", "staging"),
+            ("JWT_SECRET", "short"),
+            ("COOKIE_SECURE", "maybe"),
+            ("TRUST_PROXY", "2"),
+            ("LOG_FORMAT", "xml"),
+            ("RUST_LOG", "info,[["),
+            ("MIGRATE_ON_START", "later"),
+            ("EVENT_RETENTION_HOURS", "-1"),
+            ("LOGIN_ATTEMPTS_PER_MINUTE", "ten"),
+            ("SIGNUPS_PER_HOUR", "1.5"),
+            ("PRESENCE_GRACE_SECONDS", "15s"),
+            ("EVENT_POLL_MILLISECONDS", "fast"),
+            ("ARGON2_MEMORY_KIB", "64M"),
+            ("ARGON2_ITERATIONS", "three"),
+            ("ARGON2_PARALLELISM", "-4"),
+        ] {
+            let e = config(&[(variable, value)]).unwrap_err();
+            assert_eq!(e.variable, variable, "{e}");
+            assert!(e.to_string().starts_with(&format!("{variable}: ")), "{e}");
+        }
+        let e = config(&[("RDS_ENDPOINT", "h"), ("RDS_DB_NAME", "d")]).unwrap_err();
+        assert_eq!(e.variable, "RDS_USER");
+        let e = config(&[("RDS_ENDPOINT", "h"), ("RDS_USER", "u")]).unwrap_err();
+        assert_eq!(e.variable, "RDS_DB_NAME");
+    }
+
+    /// `main` parses the process's command line and environment with clap directly; its
+    /// errors must name the variable the same way.
+    #[test]
+    fn a_bad_value_given_to_clap_names_the_variable() {
+        let command = Settings::command();
+        let e = command
+            .clone()
+            .try_get_matches_from(["messenger", "--bind-addr=nope"])
+            .unwrap_err();
+        let e = ConfigError::from_clap(&e, &command).expect("a value error");
+        assert_eq!(
+            e.to_string(),
+            r#"BIND_ADDR: expected host:port such as 0.0.0.0:8000, got "nope""#
+        );
+        let unknown = command
+            .clone()
+            .try_get_matches_from(["messenger", "--no-such-setting"])
+            .unwrap_err();
+        assert!(ConfigError::from_clap(&unknown, &command).is_none());
     }
 
     #[test]
@@ -382,11 +788,114 @@ mod tests {
         ])
         .unwrap();
         assert!(c.cookie_secure, "production cookies are Secure by default");
+        let c = config(&[
+            ("APP_ENV", "prod"),
+            ("JWT_SECRET", "0123456789abcdef0123"),
+            ("COOKIE_SECURE", "false"),
+        ])
+        .unwrap();
+        assert!(!c.cookie_secure);
     }
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
         let c = config(&[("JWT_SECRET", "super-secret-value-123")]).unwrap();
         assert!(!format!("{c:?}").contains("super-secret-value-123"));
+    }
+
+    /// Every setting declared secret, set at once (through `DATABASE_URL` or the `RDS_*`
+    /// variables), stays out of the `Debug` output of the settings and of the config.
+    #[test]
+    fn every_secret_setting_stays_out_of_debug_output() {
+        let jwt = [
+            ("JWT_SECRET", "secretJWTcurrent0001"),
+            ("JWT_SECRET_PREVIOUS", "secretJWTprevious0002"),
+        ];
+        let by_url = [("DATABASE_URL", "mysql://app:secretPASSWORD0003@h:3306/d")];
+        let by_rds = [
+            ("RDS_ENDPOINT", "h"),
+            ("RDS_DB_NAME", "d"),
+            ("RDS_USER", "secretUSER0004"),
+            ("RDS_PASSWORD", "secretPASSWORD0005"),
+        ];
+        let secrets: Vec<String> = Settings::command()
+            .get_arguments()
+            .filter(|arg| arg.is_hide_env_values_set())
+            .map(|arg| arg.get_env().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for secret in &secrets {
+            assert!(
+                jwt.iter()
+                    .chain(&by_url)
+                    .chain(&by_rds)
+                    .any(|(v, _)| v == secret),
+                "{secret} is declared secret: set it in this test"
+            );
+        }
+        for database in [&by_url[..], &by_rds[..]] {
+            let vars: HashMap<&str, &str> = jwt.iter().chain(database).copied().collect();
+            let settings = Settings::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
+            let config = Config::from_settings(settings.clone()).unwrap();
+            let shown = format!("{settings:?} {config:?}");
+            for (variable, value) in &vars {
+                if secrets.iter().any(|s| s == variable) {
+                    assert!(!shown.contains(value), "{variable} shows: {shown}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn help_lists_every_variable_with_its_default() {
+        let help = Settings::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let declared = declared();
+        assert!(declared.len() >= 25, "{declared:?}");
+        for (variable, default) in declared {
+            assert!(
+                help.contains(&format!("[env: {variable}")),
+                "{variable}: {help}"
+            );
+            if let Some(default) = default {
+                assert!(
+                    help.contains(&format!("[default: {default}]")),
+                    "{variable}'s default {default}: {help}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_table_and_the_declared_settings_agree() {
+        let declared = declared();
+        let table = readme_table("## Configuration");
+        let documented: Vec<(&String, &Option<String>)> = table
+            .iter()
+            .flat_map(|(variables, default)| variables.iter().map(move |v| (v, default)))
+            .collect();
+        for (variable, default) in &declared {
+            let rows: Vec<_> = documented.iter().filter(|(v, _)| *v == variable).collect();
+            assert_eq!(rows.len(), 1, "{variable} is in the README's table once");
+            assert_eq!(rows[0].1, default, "{variable}'s default in the README");
+        }
+        for (variable, _) in &documented {
+            assert!(
+                declared.iter().any(|(v, _)| v == *variable),
+                "{variable} is in the README's table but not declared in Settings"
+            );
+        }
+        let test_only = readme_table("### Variables the tests and scripts read");
+        assert!(
+            !test_only.is_empty(),
+            "the README lists the tests' variables"
+        );
+        for (variables, _) in &test_only {
+            for variable in variables {
+                assert!(
+                    !declared.iter().any(|(v, _)| v == variable),
+                    "{variable} is a setting of the server, not only of the tests"
+                );
+            }
+        }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use messenger::{
-    config::Config,
+    config::{self, Config, ConfigError, Settings},
     db::Db,
     startup::{shutdown_signal, Application},
     telemetry,
@@ -13,11 +13,14 @@ use messenger::{
 #[derive(Parser)]
 #[command(
     version,
-    about = "A self-hosted chat server. Configuration comes from the environment (see README)."
+    about = "A self-hosted chat server. Every setting comes from its environment variable \
+             (below, with its default), or from the option of the same name."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
@@ -32,7 +35,9 @@ enum Command {
 
 /// jemalloc rather than glibc's malloc: with it, and the options below, the hyper buffers
 /// of an idle event stream keep one resident page each, where glibc kept about 1.7; an
-/// idle stream costs 8.7 KiB of RSS in all (`scripts/bench.sh idle`).
+/// idle stream costs 8.7 KiB of RSS in all (`scripts/bench.sh idle`). jemalloc does not
+/// build with MSVC, so there the system allocator stays.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -42,24 +47,25 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// block's pages back to the kernel at once, so the read buffer hyper fills with a stream's
 /// request and then replaces is not handed, pages and all, to the next connection. Without
 /// them jemalloc's idle stream is 12 KiB.
+#[cfg(not(target_env = "msvc"))]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: Option<&'static std::ffi::c_char> =
     Some(unsafe { &*c"dirty_decay_ms:0,muzzy_decay_ms:0,tcache_max:4096".as_ptr() });
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_command_line() {
+        Ok(cli) => cli,
+        Err(e) => return configuration_error(e),
+    };
     if matches!(cli.command, Some(Command::Healthcheck)) {
         // Only the address matters here: a container's health check must not depend on
-        // the rest of the configuration (secrets, database URL) being readable.
-        return run(healthcheck(std::env::var("BIND_ADDR").ok()));
+        // the rest of the configuration (a required secret, a readable password file).
+        return run(healthcheck(cli.settings.bind_addr));
     }
-    let config = match Config::from_env() {
+    let config = match Config::from_settings(cli.settings) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return configuration_error(e),
     };
     run(async move {
         match cli.command.unwrap_or(Command::Serve) {
@@ -67,6 +73,23 @@ fn main() -> ExitCode {
             _ => serve(config).await,
         }
     })
+}
+
+/// The command line, with each setting from its option or else its variable. A bad value
+/// is a `ConfigError` naming the variable; anything else clap reports itself (usage
+/// errors, `--help`, `--version`) and exits.
+fn parse_command_line() -> Result<Cli, ConfigError> {
+    let command = Cli::command().mut_args(config::unset_if_empty);
+    let matches = command
+        .clone()
+        .try_get_matches()
+        .map_err(|e| ConfigError::from_clap(&e, &command).unwrap_or_else(|| e.exit()))?;
+    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+}
+
+fn configuration_error(e: ConfigError) -> ExitCode {
+    eprintln!("configuration error: {e}");
+    ExitCode::from(2)
 }
 
 fn run(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
@@ -81,7 +104,7 @@ fn run(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode 
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log_format);
+    telemetry::init(&config);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -98,7 +121,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log_format);
+    telemetry::init(&config);
     let db = Db::connect(config.database_url.expose(), 1).await?;
     db.migrate().await?;
     tracing::info!(database = db.backend_name(), "migrations applied");
@@ -106,14 +129,8 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 /// A tiny HTTP/1.1 client, so the container image needs no curl or wget.
-async fn healthcheck(bind_addr: Option<String>) -> anyhow::Result<()> {
+async fn healthcheck(mut addr: std::net::SocketAddr) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut addr: std::net::SocketAddr = match bind_addr {
-        Some(raw) => raw
-            .parse()
-            .map_err(|_| anyhow::anyhow!("BIND_ADDR: not host:port: {raw:?}"))?,
-        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8000)),
-    };
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

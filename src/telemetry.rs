@@ -1,20 +1,27 @@
 //! One place that sets up tracing, and CPU work that keeps the request's span.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-use crate::config::LogFormat;
+use crate::config::{Config, LogFormat};
 
-/// Installs the global subscriber: human-readable for a terminal, JSON for CloudWatch.
-/// `RUST_LOG` filters; the default shows this crate's info and the request spans.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
+/// Installs the global subscriber: human-readable for a terminal, JSON for CloudWatch,
+/// filtered by `RUST_LOG` (`config.log_filter`). Colours only when stdout, where the logs
+/// go, is a terminal and `NO_COLOR` is unset: a file or a pipe gets plain text.
+pub fn init(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log_filter)
+        .expect("RUST_LOG was checked when the configuration was read");
+    let colour = !config.no_color && std::io::stdout().is_terminal();
     let registry = tracing_subscriber::registry().with(filter);
-    let result = match format {
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+    let result = match config.log_format {
+        LogFormat::Pretty => registry
+            .with(fmt::layer().compact().with_ansi(colour))
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 fmt::layer()
+                    .with_ansi(false)
                     .json()
                     .flatten_event(true)
                     .with_current_span(true),
