@@ -8,5 +8,6 @@ mod browser;
 mod deployment;
 mod foundation;
 mod friends;
+mod limits;
 mod live;
 mod messages;
