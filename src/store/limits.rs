@@ -56,57 +56,44 @@ pub async fn take(db: &Db, key: &str, rate: Rate, now_ms: i64) -> AppResult<Opti
 
 /// Moves the key's TAT on by one interval if that keeps it within the tolerance.
 async fn advance(db: &Db, key: &str, now: i64, interval: i64, tolerance: i64) -> AppResult<bool> {
-    let updated = match db {
-        Db::MySql(pool) => sqlx::query(
-            "UPDATE rate_limit SET tat_ms = GREATEST(tat_ms, ?) + ? \
-                 WHERE limit_key = ? AND GREATEST(tat_ms, ?) - ? <= ?",
-        )
-        .bind(now)
-        .bind(interval)
-        .bind(key)
-        .bind(now)
-        .bind(now)
-        .bind(tolerance)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Db::Sqlite(pool) => sqlx::query(
-            "UPDATE rate_limit SET tat_ms = MAX(tat_ms, ?) + ? \
-                 WHERE limit_key = ? AND MAX(tat_ms, ?) - ? <= ?",
-        )
-        .bind(now)
-        .bind(interval)
-        .bind(key)
-        .bind(now)
-        .bind(now)
-        .bind(tolerance)
-        .execute(pool)
-        .await?
-        .rows_affected(),
+    // The two-argument maximum is GREATEST in MySQL and MAX in SQLite.
+    let greatest = match db {
+        Db::MySql(_) => "GREATEST",
+        Db::Sqlite(_) => "MAX",
     };
+    let sql = format!(
+        "UPDATE rate_limit SET tat_ms = {greatest}(tat_ms, ?) + ? \
+         WHERE limit_key = ? AND {greatest}(tat_ms, ?) - ? <= ?"
+    );
+    let updated = db_run!(db, |pool| {
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(interval)
+            .bind(key)
+            .bind(now)
+            .bind(now)
+            .bind(tolerance)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
     Ok(updated == 1)
 }
 
 /// Makes the key's row with its first request counted; false when it exists already.
 async fn first_use(db: &Db, key: &str, tat: i64) -> AppResult<bool> {
-    let inserted = match db {
-        Db::MySql(pool) => {
-            sqlx::query("INSERT IGNORE INTO rate_limit (limit_key, tat_ms) VALUES (?, ?)")
-                .bind(key)
-                .bind(tat)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
-        Db::Sqlite(pool) => {
-            sqlx::query("INSERT OR IGNORE INTO rate_limit (limit_key, tat_ms) VALUES (?, ?)")
-                .bind(key)
-                .bind(tat)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }
+    let sql = match db {
+        Db::MySql(_) => "INSERT IGNORE INTO rate_limit (limit_key, tat_ms) VALUES (?, ?)",
+        Db::Sqlite(_) => "INSERT OR IGNORE INTO rate_limit (limit_key, tat_ms) VALUES (?, ?)",
     };
+    let inserted = db_run!(db, |pool| {
+        sqlx::query(sql)
+            .bind(key)
+            .bind(tat)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
     Ok(inserted == 1)
 }
 
