@@ -30,17 +30,20 @@ WORKDIR /src
 # missing; with node_modules taken from the assets stage this stage needs no Node at all.
 COPY --from=assets /assets/node_modules ./node_modules
 COPY Cargo.toml Cargo.lock build.rs package.json package-lock.json ./
+# The load tool is the workspace's other member. Cargo reads every member's manifest to
+# resolve the workspace, but the image builds the server alone: the load tool's sources
+# stay out (.dockerignore) and nothing here compiles them.
+COPY loadtest/Cargo.toml ./loadtest/
 
 # Dependency layer: compile every dependency against empty stand-ins for the crate's own
 # targets, so editing src/ does not rebuild the few hundred dependency crates. Cargo.toml names
-# src/lib.rs, src/main.rs, src/bin/loadtest.rs and tests/integration/main.rs explicitly,
-# and refuses to load a manifest whose target files are missing, so all four are stubbed.
+# src/lib.rs, src/main.rs and tests/integration/main.rs explicitly, and refuses to load a
+# manifest whose target files are missing, so all three are stubbed.
 # `cargo clean -p messenger` then drops the stub's own artifacts (not the dependencies'),
 # so the real build below cannot mistake them for up to date: COPY keeps the sources'
 # modification times, which may be older than the stub's.
-RUN mkdir -p src/bin tests/integration \
+RUN mkdir -p src tests/integration \
     && echo 'fn main() {}' > src/main.rs \
-    && cp src/main.rs src/bin/loadtest.rs \
     && cp src/main.rs tests/integration/main.rs \
     && touch src/lib.rs \
     && cargo build --release --locked --bin messenger \

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The performance figures, in release mode, on this machine: two server processes on one
 # fresh MariaDB database (127.0.0.1:3307, see start_test_db.sh), driven by the repo's load
-# tool (src/bin/loadtest.rs) and, for the sign-in burst, by wrk against /health.
+# tool (the loadtest/ crate) and, for the sign-in burst, by wrk against /health.
 #   scripts/bench.sh            # every scenario
 #   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${1:-all}"
-cargo build --release --locked --bin messenger --bin loadtest >&2
+# Two builds: one command for both would unify their dependencies' features (the load
+# tool's HTTP client into hyper), and the server measured would not be the image's.
+cargo build --release --locked -p messenger >&2
+cargo build --release --locked -p loadtest >&2
+bin="${CARGO_TARGET_DIR:-target}/release"
 eval "$(scripts/start_test_db.sh)"
 db="bench_$(date +%s)"
 mariadb --protocol=tcp -h127.0.0.1 -P3307 -umessenger -pmessenger -e "CREATE DATABASE $db"
@@ -23,7 +27,7 @@ serve() { # port, extra env...
   local port=$1; shift
   env DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-0123456789 \
     SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 RUST_LOG=warn RDS_POOL_SIZE=32 "$@" \
-    target/release/messenger >"/tmp/bench-$port.log" 2>&1 &
+    "$bin/messenger" >"/tmp/bench-$port.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "server on $port did not start" >&2; exit 1
@@ -31,7 +35,7 @@ serve() { # port, extra env...
 serve 8101
 serve 8102 MIGRATE_ON_START=false
 a=${pids[0]}; b=${pids[1]}
-lt() { echo; echo "### loadtest $*"; target/release/loadtest "$@" || true; }
+lt() { echo; echo "### loadtest $*"; "$bin/loadtest" "$@" || true; }
 want() { [ "$only" = all ] || [ "$only" = "$1" ]; }
 
 want delivery   && lt --url http://127.0.0.1:8101 --users 20 --rate 500 --duration 20 --server-pid "$a"

@@ -1,0 +1,174 @@
+//! `loadtest`: drives a running messenger server over HTTP and reports throughput,
+//! latency, delivery correctness and server memory. See `docs/loadtest.md`.
+//!
+//! Modes:
+//! * default: pairs of users send each other direct messages at `--rate` for
+//!   `--duration` seconds while every user holds event streams; each message carries a
+//!   unique token, and its arrival on the recipient's streams is matched and timed.
+//! * `--idle-streams N`: opens N event streams over `--users` users and holds them.
+//! * `--open-conversations`: times `GET /api/messages/?friend_username=X&limit=50`.
+
+mod client;
+mod memory;
+mod report;
+mod scenarios;
+mod schedule;
+mod sse;
+mod tracker;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use clap::Parser;
+
+use crate::client::{check_health, http_client, Api};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "loadtest",
+    about = "Load tool for the messenger server (HTTP only): message throughput and delivery latency, idle event streams, history reads",
+    after_help = "With two --url values, event streams connect to the LAST one and messages are POSTed to the FIRST \
+(cross-process delivery). Start the server with SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000. \
+Exit status is non-zero when a message was lost, duplicated, misrouted or failed to post, or a stream failed to open."
+)]
+pub struct Args {
+    /// Base URL(s) of the server, e.g. http://127.0.0.1:8000. Two: POST to the first, stream from the last.
+    #[arg(long = "url", required = true, num_args = 1..=2, env = "LOADTEST_URL", value_delimiter = ',')]
+    url: Vec<String>,
+
+    /// Users to create; user 2k and user 2k+1 are friends and message each other.
+    #[arg(long, default_value_t = 20)]
+    users: usize,
+
+    /// Event streams to open, spread round-robin over the users (default: one per user).
+    #[arg(long)]
+    streams: Option<usize>,
+
+    /// Messages per second in total; 0 = as fast as --concurrency allows.
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+
+    /// Seconds of sending (or of reading, with --open-conversations).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+
+    /// HTTP connections (tasks) used for sending.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+
+    /// Server process id whose VmRSS to report (repeatable: one per server process).
+    #[arg(long = "server-pid")]
+    server_pid: Vec<u32>,
+
+    /// Idle mode: open this many event streams over --users users and hold them for --hold seconds.
+    #[arg(long)]
+    idle_streams: Option<usize>,
+
+    /// Seconds to hold the idle streams.
+    #[arg(long, default_value_t = 60.0)]
+    hold: f64,
+
+    /// History mode: time GET /api/messages/?friend_username=X&limit=50 at --concurrency.
+    #[arg(long)]
+    open_conversations: bool,
+
+    /// Messages per pair seeded before timing history reads (--open-conversations).
+    #[arg(long, default_value_t = 100)]
+    history: usize,
+
+    /// Seconds to wait for outstanding deliveries after sending stops.
+    #[arg(long, default_value_t = 5.0)]
+    grace: f64,
+
+    /// Pad each message's content to this many characters (1..=2000; the token is ~20).
+    #[arg(long, default_value_t = 0)]
+    message_chars: usize,
+
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Concurrent sign-ups during setup (the server hashes with argon2, one per core).
+    #[arg(long, default_value_t = 4)]
+    signup_concurrency: usize,
+
+    /// Streams being opened at the same time.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+
+    /// Per-request timeout for non-stream requests, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    request_timeout: f64,
+
+    /// Password for the created users.
+    #[arg(long, default_value = "Password231")]
+    password: String,
+
+    /// Run id used in user names (default: random). Names are lt{run}u{i}.
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("loadtest: error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<bool> {
+    let run = run_id(&args)?;
+    let timeout = Duration::from_secs_f64(args.request_timeout);
+    let post_client = http_client(args.concurrency.max(16) + 16, Some(timeout))?;
+    // Streams: no overall timeout, but a read that sees nothing for three heartbeats fails.
+    let stream_client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(45))
+        .tcp_nodelay(true)
+        .build()?;
+    if args.url.len() > 2 {
+        bail!("at most two --url values: the first for POSTs, the last for streams");
+    }
+    let first = args
+        .url
+        .first()
+        .ok_or_else(|| anyhow!("--url is required"))?;
+    let last = args.url.last().unwrap_or(first);
+    for u in &args.url {
+        if !u.starts_with("http://") {
+            bail!("--url {u:?} must start with http:// (this tool is built without TLS)");
+        }
+    }
+    let post_api = Api::new(post_client, first);
+    let stream_api = Api::new(stream_client, last);
+    check_health(&post_api).await?;
+    if stream_api.base != post_api.base {
+        check_health(&stream_api).await?;
+    }
+    eprintln!("run id {run}");
+    if let Some(n) = args.idle_streams {
+        scenarios::idle::run(&args, &post_api, &stream_api, &run, n).await
+    } else if args.open_conversations {
+        scenarios::history::run(&args, &post_api, &run).await
+    } else {
+        scenarios::messages::run(&args, &post_api, &stream_api, &run).await
+    }
+}
+
+fn run_id(args: &Args) -> Result<String> {
+    let run = match &args.run_id {
+        Some(r) => r.clone(),
+        None => uuid::Uuid::new_v4().simple().to_string()[..6].to_string(),
+    };
+    if run.is_empty() || run.len() > 12 || !run.chars().all(|c| c.is_ascii_alphanumeric()) {
+        bail!("--run-id must be 1-12 letters or digits");
+    }
+    Ok(run)
+}

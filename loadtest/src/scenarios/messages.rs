@@ -1,0 +1,258 @@
+//! Default mode: pairs of users message each other at `--rate` while every user holds
+//! event streams; each message's arrival on the recipient's streams is matched and timed.
+
+use std::{
+    fmt::Write as _,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{
+    client::{authed, befriend_pairs, create_users, status_error, Api},
+    memory::{check_fd_limit, Rss},
+    report::{rate_text, summarize, Errors},
+    schedule::Schedule,
+    sse::{close_streams, open_streams, StreamCtx},
+    tracker::content_for,
+    Args,
+};
+
+pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Result<bool> {
+    if args.users < 2 {
+        bail!("--users must be at least 2 (users are paired)");
+    }
+    if args.users % 2 == 1 {
+        eprintln!(
+            "warning: odd --users: user {} has no partner and only holds a stream",
+            args.users - 1
+        );
+    }
+    let total_streams = args.streams.unwrap_or(args.users);
+    if total_streams < args.users {
+        bail!("--streams ({total_streams}) must be at least --users ({}): every recipient needs a stream", args.users);
+    }
+    if args.rate < 0.0 || args.duration <= 0.0 {
+        bail!("--rate must be >= 0 and --duration > 0");
+    }
+    check_fd_limit(total_streams + args.concurrency + 64);
+    let mut rss = Rss::new(&args.server_pid);
+
+    let users = create_users(
+        post_api,
+        run,
+        args.users,
+        &args.password,
+        args.signup_concurrency,
+    )
+    .await?;
+    befriend_pairs(post_api, &args.password, &users).await?;
+
+    rss.sample("before_streams");
+    let ctx = Arc::new(StreamCtx::new(
+        run,
+        &args.password,
+        stream_api,
+        post_api,
+        users,
+    ));
+    let streams = open_streams(&ctx, total_streams, args.connect_concurrency).await?;
+    let open_secs = streams.open_secs;
+    // Let presence/friendship events from the setup pass before timing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rss.sample("after_streams");
+
+    let pairs = args.users / 2;
+    let schedule = Arc::new(Schedule::new(args.rate, args.duration));
+    let errors = Arc::new(Errors::default());
+    let per_user = Arc::new(streams.per_user.clone());
+    eprintln!(
+        "sending for {} s at {} over {} connections...",
+        args.duration,
+        rate_text(args.rate, "msg/s"),
+        args.concurrency
+    );
+    let mut senders = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (ctx, schedule, errors, per_user, api) = (
+            ctx.clone(),
+            schedule.clone(),
+            errors.clone(),
+            per_user.clone(),
+            post_api.clone(),
+        );
+        let (password, pad) = (args.password.clone(), args.message_chars);
+        senders.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while let Some(n) = schedule.next().await {
+                let sender = (n as usize) % (pairs * 2);
+                let recipient = sender ^ 1;
+                let (from, to) = (&ctx.users[sender], &ctx.users[recipient]);
+                let body =
+                    json!({ "content": content_for(&ctx.run, n, pad), "group_chat_id": null });
+                let t0 = Instant::now();
+                ctx.tracker.register(n, recipient, per_user[recipient], t0);
+                let result = authed(&api, &password, from, |t| {
+                    api.client
+                        .post(api.url("/api/messages/"))
+                        .query(&[("addressee_username", &to.username)])
+                        .bearer_auth(t)
+                        .json(&body)
+                })
+                .await;
+                let rtt = t0.elapsed();
+                match result {
+                    Ok(resp) if resp.status() == StatusCode::CREATED => {
+                        latencies.push(rtt);
+                        ctx.tracker.posted(n, true);
+                        // Read the body so the connection goes back to the pool.
+                        let _ = resp.bytes().await;
+                    }
+                    Ok(resp) => {
+                        ctx.tracker.posted(n, false);
+                        errors.add(status_error(resp).await);
+                    }
+                    Err(e) => {
+                        ctx.tracker.posted(n, false);
+                        errors.add(e);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut send_latencies = Vec::new();
+    for s in senders {
+        send_latencies.extend(s.await?);
+    }
+    let send_end = Instant::now();
+    let send_secs = send_end
+        .saturating_duration_since(schedule.start)
+        .as_secs_f64();
+
+    // Grace: wait for outstanding deliveries.
+    let grace_end = send_end + Duration::from_secs_f64(args.grace);
+    while ctx.tracker.outstanding() > 0 && Instant::now() < grace_end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drain_secs = send_end.elapsed().as_secs_f64();
+    rss.sample("end");
+    let live_at_end = ctx.stats.live.load(Ordering::Relaxed);
+
+    // Tally, then close the streams.
+    let tally = ctx.tracker.tally();
+    close_streams(&ctx, streams).await;
+
+    let send = summarize(send_latencies);
+    let delivery = summarize(tally.delivery);
+    let sent_ok = tally.sent_ok;
+    let throughput = sent_ok as f64 / send_secs.max(1e-9);
+    let ok = tally.lost == 0 && tally.duplicated == 0 && tally.misrouted == 0 && tally.failed == 0;
+    let cross = post_api.base != stream_api.base;
+
+    if args.json {
+        let report = json!({
+            "mode": "messages",
+            "ok": ok,
+            "run_id": run,
+            "post_url": post_api.base,
+            "stream_url": stream_api.base,
+            "cross_process": cross,
+            "users": args.users,
+            "pairs": pairs,
+            "streams": total_streams,
+            "streams_open_seconds": open_secs,
+            "streams_live_at_end": live_at_end,
+            "concurrency": args.concurrency,
+            "target_rate": args.rate,
+            "duration_s": args.duration,
+            "message_chars": args.message_chars,
+            "sent": sent_ok,
+            "send_failures": tally.failed,
+            "send_errors": errors.json(),
+            "send_seconds": send_secs,
+            "throughput_msg_s": throughput,
+            "max_schedule_lag_ms": schedule.max_lag_ms(),
+            "send_latency_ms": send.json(),
+            "delivery_latency_ms": delivery.json(),
+            "deliveries_expected": tally.expected,
+            "deliveries_received": tally.received,
+            "lost": tally.lost,
+            "duplicated": tally.duplicated,
+            "duplicate_copies": tally.duplicate_copies,
+            "misrouted": tally.misrouted,
+            "unknown_message_events": tally.unknown,
+            "delivered_despite_failed_post": tally.delivered_after_failure,
+            "grace_s": args.grace,
+            "drain_seconds": drain_secs,
+            "stream_stats": ctx.stats.json(),
+            "first_stream_problem": ctx.first_error(),
+            "server_rss": rss.json(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mut out = String::new();
+        let _ = writeln!(out, "== loadtest messages (run {run}) ==");
+        if cross {
+            let _ = writeln!(
+                out,
+                "post to          {}   streams from {}   (cross-process)",
+                post_api.base, stream_api.base
+            );
+        } else {
+            let _ = writeln!(out, "server           {}", post_api.base);
+        }
+        let _ = writeln!(
+            out,
+            "setup            {} users ({pairs} pairs), {total_streams} streams opened in {open_secs:.2} s, concurrency {}, target {} for {} s",
+            args.users,
+            args.concurrency,
+            rate_text(args.rate, "msg/s"),
+            args.duration
+        );
+        let _ = writeln!(
+            out,
+            "sent             {sent_ok} messages in {send_secs:.2} s = {throughput:.1} msg/s   (failed POSTs {}, max schedule lag {:.1} ms)",
+            tally.failed,
+            schedule.max_lag_ms()
+        );
+        if tally.failed > 0 {
+            let _ = writeln!(out, "send errors      {}", errors.text());
+        }
+        let _ = writeln!(out, "send latency     {}", send.text());
+        let _ = writeln!(out, "delivery latency {}", delivery.text());
+        let _ = writeln!(
+            out,
+            "deliveries       {}/{} received; lost {}, duplicated {}, misrouted {}, unknown {}   (waited {drain_secs:.2} s after sending, grace {} s)",
+            tally.received,
+            tally.expected,
+            tally.lost,
+            tally.duplicated,
+            tally.misrouted,
+            tally.unknown,
+            args.grace
+        );
+        if tally.delivered_after_failure > 0 {
+            let _ = writeln!(
+                out,
+                "note             {} deliveries of messages whose POST failed",
+                tally.delivered_after_failure
+            );
+        }
+        let _ = writeln!(
+            out,
+            "streams          {live_at_end} live at end; {}",
+            ctx.stats.text()
+        );
+        if let Some(e) = ctx.first_error() {
+            let _ = writeln!(out, "first stream problem: {e}");
+        }
+        out.push_str(&rss.text());
+        let _ = writeln!(out, "result           {}", if ok { "OK" } else { "FAILED" });
+        print!("{out}");
+    }
+    Ok(ok)
+}

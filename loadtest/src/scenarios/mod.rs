@@ -1,0 +1,5 @@
+//! The three modes; each returns whether the run passed (exit status 0 or 1).
+
+pub mod history;
+pub mod idle;
+pub mod messages;
