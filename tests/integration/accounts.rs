@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::{both_backends, helpers::*};
+use crate::{both_backends, helpers::*, integration_test};
 
 async fn detail(r: reqwest::Response) -> (StatusCode, Value) {
     let status = r.status();
@@ -225,146 +225,143 @@ both_backends! {
     }
 }
 
-/// The original's hashes verify, and a weaker one is upgraded at sign-in: with the
-/// production parameters (m=64 MiB, t=3, p=4), as the default configuration has them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn original_hashes_sign_in_and_weak_ones_are_upgraded_on_production_parameters() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        &[
-            ("ARGON2_MEMORY_KIB", "65536"),
-            ("ARGON2_ITERATIONS", "3"),
-            ("ARGON2_PARALLELISM", "4"),
-        ],
-    )
-    .await
-    .unwrap();
-    let weak = "$argon2id$v=19$m=19456,t=2,p=1$N8CPJhs2Khip11zBDWZBvw$rMmJKFvHJibY1387+ZEIeysddhZqQiF7EFri3meiBcE";
-    let strong = "$argon2id$v=19$m=65536,t=3,p=4$kJBP50st1vzVNskDs2zuoQ$Cm+XDBekCFiM0gjq0REmYRdx7TOoFijKamtDfaLvUxk";
-    let messenger::db::Db::Sqlite(pool) = &app.db else {
-        unreachable!()
-    };
-    for (name, hash) in [("weakhash", weak), ("stronghash", strong)] {
-        sqlx::query("INSERT INTO user (username, email, password_hash) VALUES (?, ?, ?)")
-            .bind(name)
-            .bind(format!("{name}@example.com"))
-            .bind(hash)
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    for name in ["weakhash", "stronghash"] {
-        let r = app
-            .sign_in_raw(&format!("{name}@example.com"), "Password231")
-            .await;
-        assert_eq!(r.status(), StatusCode::CREATED, "{name}");
-    }
-    let stored = |name: &'static str| async move {
-        sqlx::query_scalar::<_, String>("SELECT password_hash FROM user WHERE username = ?")
-            .bind(name)
-            .fetch_one(pool)
-            .await
-            .unwrap()
-    };
-    let upgraded = stored("weakhash").await;
-    assert!(
-        upgraded.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"),
-        "{upgraded}"
-    );
-    assert_eq!(
-        stored("stronghash").await,
-        strong,
-        "a hash as strong as ours is kept"
-    );
-    assert_eq!(
-        app.sign_in_raw("weakhash@example.com", "Password231")
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
-}
-
-#[tokio::test]
-async fn the_previous_jwt_secret_is_accepted_during_a_rotation() {
-    let database = std::sync::Arc::new(new_database(Backend::Sqlite).await.unwrap());
-    let old = spawn_app_on(
-        database.clone(),
-        &[("JWT_SECRET", "the-old-secret-0123456789")],
-    )
-    .await;
-    let user = old.user("rotated").await;
-    let rotated = spawn_app_on(
-        database.clone(),
-        &[
-            ("JWT_SECRET", "the-new-secret-0123456789"),
-            ("JWT_SECRET_PREVIOUS", "the-old-secret-0123456789"),
-        ],
-    )
-    .await;
-    assert_eq!(
-        rotated.get(&user.token, "/api/users/").await.status(),
-        StatusCode::OK
-    );
-    let after = spawn_app_on(database, &[("JWT_SECRET", "the-new-secret-0123456789")]).await;
-    assert_eq!(
-        after.get(&user.token, "/api/users/").await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-}
-
-/// argon2 runs off the async runtime: while sign-ins hash, other requests are served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_stays_fast_while_sign_ins_hash() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        &[
-            ("ARGON2_MEMORY_KIB", "65536"),
-            ("ARGON2_ITERATIONS", "3"),
-            ("ARGON2_PARALLELISM", "4"),
-            ("LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
-        ],
-    )
-    .await
-    .unwrap();
-    app.sign_up_raw("burst", "burst@example.com", PASSWORD)
+integration_test! {
+    /// The original's hashes verify, and a weaker one is upgraded at sign-in: with the
+    /// production parameters (m=64 MiB, t=3, p=4), as the default configuration has them.
+    async fn original_hashes_sign_in_and_weak_ones_are_upgraded_on_production_parameters() {
+        let app = spawn_app_with(
+            Backend::Sqlite,
+            &[
+                ("ARGON2_MEMORY_KIB", "65536"),
+                ("ARGON2_ITERATIONS", "3"),
+                ("ARGON2_PARALLELISM", "4"),
+            ],
+        )
         .await;
-    let mut sign_ins = Vec::new();
-    for _ in 0..8 {
-        let client = app.api.clone();
-        let url = app.url("/api/auth/sign-in");
-        sign_ins.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .form(&[("username", "burst@example.com"), ("password", PASSWORD)])
-                .send()
+        let weak = "$argon2id$v=19$m=19456,t=2,p=1$N8CPJhs2Khip11zBDWZBvw$rMmJKFvHJibY1387+ZEIeysddhZqQiF7EFri3meiBcE";
+        let strong = "$argon2id$v=19$m=65536,t=3,p=4$kJBP50st1vzVNskDs2zuoQ$Cm+XDBekCFiM0gjq0REmYRdx7TOoFijKamtDfaLvUxk";
+        let messenger::db::Db::Sqlite(pool) = &app.db else {
+            unreachable!()
+        };
+        for (name, hash) in [("weakhash", weak), ("stronghash", strong)] {
+            sqlx::query("INSERT INTO user (username, email, password_hash) VALUES (?, ?, ?)")
+                .bind(name)
+                .bind(format!("{name}@example.com"))
+                .bind(hash)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        for name in ["weakhash", "stronghash"] {
+            let r = app
+                .sign_in_raw(&format!("{name}@example.com"), "Password231")
+                .await;
+            assert_eq!(r.status(), StatusCode::CREATED, "{name}");
+        }
+        let stored = |name: &'static str| async move {
+            sqlx::query_scalar::<_, String>("SELECT password_hash FROM user WHERE username = ?")
+                .bind(name)
+                .fetch_one(pool)
                 .await
                 .unwrap()
-                .status()
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut slowest = Duration::ZERO;
-    for _ in 0..10 {
-        let started = std::time::Instant::now();
+        };
+        let upgraded = stored("weakhash").await;
+        assert!(
+            upgraded.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"),
+            "{upgraded}"
+        );
         assert_eq!(
-            app.api
-                .get(app.url("/health"))
-                .send()
+            stored("stronghash").await,
+            strong,
+            "a hash as strong as ours is kept"
+        );
+        assert_eq!(
+            app.sign_in_raw("weakhash@example.com", "Password231")
                 .await
-                .unwrap()
                 .status(),
+            StatusCode::CREATED
+        );
+    }
+
+    async fn the_previous_jwt_secret_is_accepted_during_a_rotation() {
+        let database = std::sync::Arc::new(new_database(Backend::Sqlite).await);
+        let old = spawn_app_on(
+            database.clone(),
+            &[("JWT_SECRET", "the-old-secret-0123456789")],
+        )
+        .await;
+        let user = old.user("rotated").await;
+        let rotated = spawn_app_on(
+            database.clone(),
+            &[
+                ("JWT_SECRET", "the-new-secret-0123456789"),
+                ("JWT_SECRET_PREVIOUS", "the-old-secret-0123456789"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            rotated.get(&user.token, "/api/users/").await.status(),
             StatusCode::OK
         );
-        slowest = slowest.max(started.elapsed());
+        let after = spawn_app_on(database, &[("JWT_SECRET", "the-new-secret-0123456789")]).await;
+        assert_eq!(
+            after.get(&user.token, "/api/users/").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    for s in sign_ins {
-        assert_eq!(s.await.unwrap(), StatusCode::CREATED);
+
+    /// argon2 runs off the async runtime: while sign-ins hash, other requests are served.
+    async fn health_stays_fast_while_sign_ins_hash() {
+        let app = spawn_app_with(
+            Backend::Sqlite,
+            &[
+                ("ARGON2_MEMORY_KIB", "65536"),
+                ("ARGON2_ITERATIONS", "3"),
+                ("ARGON2_PARALLELISM", "4"),
+                ("LOGIN_ATTEMPTS_PER_MINUTE", "1000"),
+            ],
+        )
+        .await;
+        app.sign_up_raw("burst", "burst@example.com", PASSWORD)
+            .await;
+        let mut sign_ins = Vec::new();
+        for _ in 0..8 {
+            let client = app.api.clone();
+            let url = app.url("/api/auth/sign-in");
+            sign_ins.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .form(&[("username", "burst@example.com"), ("password", PASSWORD)])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut slowest = Duration::ZERO;
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            assert_eq!(
+                app.api
+                    .get(app.url("/health"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status(),
+                StatusCode::OK
+            );
+            slowest = slowest.max(started.elapsed());
+        }
+        for s in sign_ins {
+            assert_eq!(s.await.unwrap(), StatusCode::CREATED);
+        }
+        // Generous: this asserts "not blocked behind the hashes" (which would take seconds), not a latency target.
+        assert!(
+            slowest < Duration::from_millis(500),
+            "health took {slowest:?} during hashing"
+        );
     }
-    // Generous: this asserts "not blocked behind the hashes" (which would take seconds), not a latency target.
-    assert!(
-        slowest < Duration::from_millis(500),
-        "health took {slowest:?} during hashing"
-    );
 }
 
 fn base64url(s: &str) -> Vec<u8> {

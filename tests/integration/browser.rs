@@ -6,7 +6,12 @@ use std::{process::Stdio, time::Duration};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::{both_backends, helpers::*};
+use crate::{
+    both_backends,
+    harness::{chromedriver, find_program},
+    helpers::*,
+    integration_test,
+};
 
 /// A chromedriver process for one test; killed when dropped.
 pub struct Driver {
@@ -22,28 +27,11 @@ impl Drop for Driver {
     }
 }
 
-fn find(binary: &str, env: &str) -> Option<String> {
-    if let Ok(path) = std::env::var(env) {
-        return Some(path);
-    }
-    ["/usr/bin/", "/usr/local/bin/", "/usr/lib/chromium/"]
-        .iter()
-        .map(|dir| format!("{dir}{binary}"))
-        .find(|p| std::path::Path::new(p).exists())
-}
-
 impl Driver {
-    /// Starts chromedriver, or `None` (skipping the test) where Chromium is not installed.
-    /// In CI (`CI=true`) a missing browser is a failure, not a skip.
-    pub async fn start() -> Option<Self> {
-        let Some(driver) = find("chromedriver", "CHROMEDRIVER") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must have chromedriver (apt-get install chromium-driver)"
-            );
-            eprintln!("chromedriver not found: browser test skipped");
-            return None;
-        };
+    /// Starts chromedriver. Tests that call this declare `#[needs(browser)]`: the harness
+    /// ignores them where chromedriver is missing (and fails them in CI).
+    pub async fn start() -> Self {
+        let driver = chromedriver().expect("chromedriver is installed (#[needs(browser)])");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -60,11 +48,11 @@ impl Driver {
                 .await
                 .is_ok()
             {
-                return Some(Self {
+                return Self {
                     child,
                     port,
                     profiles: Vec::new(),
-                });
+                };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -93,7 +81,7 @@ impl Driver {
             args.extend(extra.split_whitespace().map(String::from));
         }
         let mut options = json!({ "args": args });
-        if let Some(binary) = find("chromium", "CHROMIUM") {
+        if let Some(binary) = find_program("chromium", "CHROMIUM") {
             options["binary"] = json!(binary);
         }
         let mut caps = serde_json::Map::new();
@@ -170,23 +158,24 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(700)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_home_page_loads_and_offers_sign_in() {
-    let Some(mut driver) = Driver::start().await else {
-        return;
-    };
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let b = driver.browser().await;
-    b.goto(&app.url("/")).await.unwrap();
-    assert_eq!(current_path(&b).await, "/login");
-    let link = wait_for(&b, "a[href='/login']").await;
-    assert_eq!(link.text().await.unwrap(), "Sign in");
-    b.close().await.unwrap();
+integration_test! {
+    #[needs(browser)]
+    async fn the_home_page_loads_and_offers_sign_in() {
+        let mut driver = Driver::start().await;
+        let app = spawn_app(Backend::Sqlite).await;
+        let b = driver.browser().await;
+        b.goto(&app.url("/")).await.unwrap();
+        assert_eq!(current_path(&b).await, "/login");
+        let link = wait_for(&b, "a[href='/login']").await;
+        assert_eq!(link.text().await.unwrap(), "Sign in");
+        b.close().await.unwrap();
+    }
 }
 
 both_backends! {
+    #[needs(browser)]
     async fn browser_sign_up_sign_out_sign_in_and_return_to_the_page_asked_for(app) {
-        let Some(mut driver) = Driver::start().await else { return };
+        let mut driver = Driver::start().await;
         let b = driver.browser().await;
         sign_up(&b, &app, "browseruser").await;
         assert_eq!(current_path(&b).await, "/chats");
@@ -206,8 +195,9 @@ both_backends! {
         b.close().await.unwrap();
     }
 
+    #[needs(browser)]
     async fn browser_alice_finds_bob_and_bob_accepts_live(app) {
-        let Some(mut driver) = Driver::start().await else { return };
+        let mut driver = Driver::start().await;
         let alice = driver.browser().await;
         let bob = driver.browser().await;
         sign_up(&alice, &app, "alice").await;
@@ -230,8 +220,9 @@ both_backends! {
         bob.close().await.unwrap();
     }
 
+    #[needs(browser)]
     async fn browser_a_chat_is_live_escaped_and_seen(app) {
-        let Some(mut driver) = Driver::start().await else { return };
+        let mut driver = Driver::start().await;
         let alice_api = app.user("alice").await;
         let bob_api = app.user("bob").await;
         app.befriend(&alice_api, &bob_api).await;
@@ -269,61 +260,61 @@ both_backends! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_a_three_person_group_chat_is_live() {
-    let Some(mut driver) = Driver::start().await else {
-        return;
-    };
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let users = [
-        app.user("gina").await,
-        app.user("hank").await,
-        app.user("ivy").await,
-    ];
-    app.befriend(&users[0], &users[1]).await;
-    app.befriend(&users[0], &users[2]).await;
-    let created = app
-        .post_json(
-            &users[0].token,
-            "/api/group_chats/",
-            &json!({ "group_chat_name": "trio", "usernames": ["hank", "ivy"] }),
-        )
-        .await;
-    let gid = created.json::<serde_json::Value>().await.unwrap()["group_chat_id"]
-        .as_i64()
-        .unwrap();
-    let mut browsers = Vec::new();
-    for u in &users {
-        let b = driver.browser().await;
-        b.goto(&app.url("/login")).await.unwrap();
-        fill(&b, "#login", &u.username).await;
-        fill(&b, "#password", PASSWORD).await;
-        click(&b, "form button[type=submit]").await;
-        wait_for_text(&b, "h1", "Chats").await;
-        b.goto(&app.url(&format!("/chats/g/{gid}"))).await.unwrap();
-        wait_for(&b, "#composer-input").await;
-        browsers.push(b);
-    }
-    settle().await;
-    for (i, b) in browsers.iter().enumerate() {
-        fill(
-            b,
-            "#composer-input",
-            &format!("hello from {}", users[i].username),
-        )
-        .await;
-        click(b, "#composer button[type=submit]").await;
-        for other in &browsers {
-            wait_for_text(
-                other,
-                "ol.messages",
+integration_test! {
+    #[needs(browser)]
+    async fn browser_a_three_person_group_chat_is_live() {
+        let mut driver = Driver::start().await;
+        let app = spawn_app(Backend::Sqlite).await;
+        let users = [
+            app.user("gina").await,
+            app.user("hank").await,
+            app.user("ivy").await,
+        ];
+        app.befriend(&users[0], &users[1]).await;
+        app.befriend(&users[0], &users[2]).await;
+        let created = app
+            .post_json(
+                &users[0].token,
+                "/api/group_chats/",
+                &json!({ "group_chat_name": "trio", "usernames": ["hank", "ivy"] }),
+            )
+            .await;
+        let gid = created.json::<serde_json::Value>().await.unwrap()["group_chat_id"]
+            .as_i64()
+            .unwrap();
+        let mut browsers = Vec::new();
+        for u in &users {
+            let b = driver.browser().await;
+            b.goto(&app.url("/login")).await.unwrap();
+            fill(&b, "#login", &u.username).await;
+            fill(&b, "#password", PASSWORD).await;
+            click(&b, "form button[type=submit]").await;
+            wait_for_text(&b, "h1", "Chats").await;
+            b.goto(&app.url(&format!("/chats/g/{gid}"))).await.unwrap();
+            wait_for(&b, "#composer-input").await;
+            browsers.push(b);
+        }
+        settle().await;
+        for (i, b) in browsers.iter().enumerate() {
+            fill(
+                b,
+                "#composer-input",
                 &format!("hello from {}", users[i].username),
             )
             .await;
+            click(b, "#composer button[type=submit]").await;
+            for other in &browsers {
+                wait_for_text(
+                    other,
+                    "ol.messages",
+                    &format!("hello from {}", users[i].username),
+                )
+                .await;
+            }
         }
-    }
-    wait_for_text(&browsers[0], "#members-panel", "ivy").await;
-    for b in browsers {
-        b.close().await.unwrap();
+        wait_for_text(&browsers[0], "#members-panel", "ivy").await;
+        for b in browsers {
+            b.close().await.unwrap();
+        }
     }
 }

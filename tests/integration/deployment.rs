@@ -9,6 +9,8 @@ use std::{fs, path::Path};
 
 use serde_json::Value;
 
+use crate::integration_test;
+
 const CONTAINER_PORT: u64 = 8000;
 
 fn read(relative: &str) -> String {
@@ -110,234 +112,227 @@ fn environment(container: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn task_definition_is_valid_json_for_ec2_and_fargate() {
-    let task = task_definition();
-    assert_eq!(task["family"], "messenger");
-    let compatibilities: Vec<&str> = task["requiresCompatibilities"]
-        .as_array()
-        .expect("requiresCompatibilities is an array")
-        .iter()
-        .map(|c| c.as_str().expect("compatibility is a string"))
-        .collect();
-    assert!(
-        compatibilities.contains(&"EC2"),
-        "{compatibilities:?} lacks EC2"
-    );
-    assert!(
-        compatibilities.contains(&"FARGATE"),
-        "{compatibilities:?} lacks FARGATE"
-    );
-    assert_eq!(
-        task["networkMode"], "awsvpc",
-        "Fargate needs awsvpc networking"
-    );
-    // Task-level cpu and memory are strings in the ECS API.
-    assert!(task["cpu"].is_string() && task["memory"].is_string());
-    assert_eq!(container(&task)["essential"], true);
-}
-
-#[test]
-fn container_name_matches_the_deploy_workflow() {
-    let task = task_definition();
-    let name = container(&task)["name"].as_str().expect("container name");
-    let workflow = read(".github/workflows/deploy-to-ECR.yml");
-    let names = workflow_values(&workflow, "container-name");
-    assert_eq!(names, [name], "container-name in deploy-to-ECR.yml");
-    assert!(
-        workflow.contains("task-definition.json"),
-        "the deploy workflow renders task-definition.json"
-    );
-}
-
-#[test]
-fn port_mapping_matches_the_image_and_the_bind_address() {
-    let task = task_definition();
-    let container = container(&task);
-    let ports = container["portMappings"].as_array().expect("portMappings");
-    assert_eq!(ports.len(), 1);
-    assert_eq!(ports[0]["containerPort"], CONTAINER_PORT);
-    assert_eq!(ports[0]["protocol"], "tcp");
-
-    let exposed: Vec<String> = dockerfile_instructions()
-        .into_iter()
-        .filter(|(instruction, _)| instruction == "EXPOSE")
-        .map(|(_, arguments)| arguments)
-        .collect();
-    assert_eq!(
-        exposed,
-        [CONTAINER_PORT.to_string()],
-        "EXPOSE in the Dockerfile"
-    );
-
-    let bind = environment(container)
-        .into_iter()
-        .find(|(name, _)| name == "BIND_ADDR")
-        .map(|(_, value)| value)
-        .expect("BIND_ADDR in the environment");
-    assert_eq!(bind, format!("0.0.0.0:{CONTAINER_PORT}"));
-}
-
-#[test]
-fn health_check_runs_the_installed_binary() {
-    let task = task_definition();
-    let check = &container(&task)["healthCheck"];
-    let command: Vec<&str> = check["command"]
-        .as_array()
-        .expect("healthCheck.command is an array")
-        .iter()
-        .map(|part| part.as_str().expect("command parts are strings"))
-        .collect();
-    let [form, binary, subcommand] = command[..] else {
-        panic!("expected [\"CMD\", binary, \"healthcheck\"], got {command:?}");
-    };
-    assert_eq!(form, "CMD");
-    assert_eq!(subcommand, "healthcheck");
-    assert!(
-        binary.starts_with('/') && binary.ends_with("/messenger"),
-        "health check binary {binary:?} is not an absolute path to messenger"
-    );
-    for field in ["interval", "timeout", "retries", "startPeriod"] {
-        assert!(check[field].is_u64(), "healthCheck.{field} is set");
+integration_test! {
+    fn task_definition_is_valid_json_for_ec2_and_fargate() {
+        let task = task_definition();
+        assert_eq!(task["family"], "messenger");
+        let compatibilities: Vec<&str> = task["requiresCompatibilities"]
+            .as_array()
+            .expect("requiresCompatibilities is an array")
+            .iter()
+            .map(|c| c.as_str().expect("compatibility is a string"))
+            .collect();
+        assert!(
+            compatibilities.contains(&"EC2"),
+            "{compatibilities:?} lacks EC2"
+        );
+        assert!(
+            compatibilities.contains(&"FARGATE"),
+            "{compatibilities:?} lacks FARGATE"
+        );
+        assert_eq!(
+            task["networkMode"], "awsvpc",
+            "Fargate needs awsvpc networking"
+        );
+        // Task-level cpu and memory are strings in the ECS API.
+        assert!(task["cpu"].is_string() && task["memory"].is_string());
+        assert_eq!(container(&task)["essential"], true);
     }
 
-    let instructions = dockerfile_instructions();
-    let installed = instructions.iter().any(|(instruction, arguments)| {
-        instruction == "COPY"
-            && arguments.starts_with("--from=")
-            && arguments.split_whitespace().last() == Some(binary)
-    });
-    assert!(
-        installed,
-        "the Dockerfile does not COPY the binary to {binary}"
-    );
-    let docker_check = instructions
-        .iter()
-        .find(|(instruction, _)| instruction == "HEALTHCHECK")
-        .map(|(_, arguments)| arguments.as_str())
-        .expect("the Dockerfile has a HEALTHCHECK");
-    assert!(
-        docker_check.contains(&format!("\"{binary}\", \"healthcheck\"")),
-        "the Dockerfile's HEALTHCHECK runs {binary} healthcheck: {docker_check}"
-    );
-}
-
-#[test]
-fn graceful_shutdown_has_time_to_finish() {
-    let task = task_definition();
-    let stop = container(&task)["stopTimeout"]
-        .as_u64()
-        .expect("stopTimeout");
-    // Streams end and in-flight requests finish within this; ECS allows at most 120 s.
-    assert!((30..=120).contains(&stop), "stopTimeout {stop}");
-}
-
-#[test]
-fn every_secret_is_a_placeholder_arn() {
-    let task = task_definition();
-    let secrets = container(&task)["secrets"].as_array().expect("secrets");
-    let mut names = Vec::new();
-    for secret in secrets {
-        let name = secret["name"].as_str().expect("secret name");
-        let value = secret["valueFrom"].as_str().expect("secret valueFrom");
+    fn container_name_matches_the_deploy_workflow() {
+        let task = task_definition();
+        let name = container(&task)["name"].as_str().expect("container name");
+        let workflow = read(".github/workflows/deploy-to-ECR.yml");
+        let names = workflow_values(&workflow, "container-name");
+        assert_eq!(names, [name], "container-name in deploy-to-ECR.yml");
         assert!(
-            value.starts_with("arn:aws:secretsmanager:") || value.starts_with("arn:aws:ssm:"),
-            "{name}: {value} is not a Secrets Manager or Parameter Store ARN"
-        );
-        assert!(
-            value.contains("REGION") && value.contains("ACCOUNT_ID"),
-            "{name}: {value} is not a placeholder (REGION and ACCOUNT_ID)"
-        );
-        assert!(
-            !has_account_number(value),
-            "{name}: {value} holds an account number"
-        );
-        names.push(name);
-    }
-    for required in ["RDS_USER", "RDS_PASSWORD", "JWT_SECRET"] {
-        assert!(
-            names.contains(&required),
-            "{required} is not among the secrets {names:?}"
+            workflow.contains("task-definition.json"),
+            "the deploy workflow renders task-definition.json"
         );
     }
-    // Secrets never travel as plain environment variables.
-    for (name, _) in environment(container(&task)) {
+
+    fn port_mapping_matches_the_image_and_the_bind_address() {
+        let task = task_definition();
+        let container = container(&task);
+        let ports = container["portMappings"].as_array().expect("portMappings");
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0]["containerPort"], CONTAINER_PORT);
+        assert_eq!(ports[0]["protocol"], "tcp");
+
+        let exposed: Vec<String> = dockerfile_instructions()
+            .into_iter()
+            .filter(|(instruction, _)| instruction == "EXPOSE")
+            .map(|(_, arguments)| arguments)
+            .collect();
+        assert_eq!(
+            exposed,
+            [CONTAINER_PORT.to_string()],
+            "EXPOSE in the Dockerfile"
+        );
+
+        let bind = environment(container)
+            .into_iter()
+            .find(|(name, _)| name == "BIND_ADDR")
+            .map(|(_, value)| value)
+            .expect("BIND_ADDR in the environment");
+        assert_eq!(bind, format!("0.0.0.0:{CONTAINER_PORT}"));
+    }
+
+    fn health_check_runs_the_installed_binary() {
+        let task = task_definition();
+        let check = &container(&task)["healthCheck"];
+        let command: Vec<&str> = check["command"]
+            .as_array()
+            .expect("healthCheck.command is an array")
+            .iter()
+            .map(|part| part.as_str().expect("command parts are strings"))
+            .collect();
+        let [form, binary, subcommand] = command[..] else {
+            panic!("expected [\"CMD\", binary, \"healthcheck\"], got {command:?}");
+        };
+        assert_eq!(form, "CMD");
+        assert_eq!(subcommand, "healthcheck");
         assert!(
-            !names.contains(&name.as_str()),
-            "{name} is both a secret and plain environment"
+            binary.starts_with('/') && binary.ends_with("/messenger"),
+            "health check binary {binary:?} is not an absolute path to messenger"
+        );
+        for field in ["interval", "timeout", "retries", "startPeriod"] {
+            assert!(check[field].is_u64(), "healthCheck.{field} is set");
+        }
+
+        let instructions = dockerfile_instructions();
+        let installed = instructions.iter().any(|(instruction, arguments)| {
+            instruction == "COPY"
+                && arguments.starts_with("--from=")
+                && arguments.split_whitespace().last() == Some(binary)
+        });
+        assert!(
+            installed,
+            "the Dockerfile does not COPY the binary to {binary}"
+        );
+        let docker_check = instructions
+            .iter()
+            .find(|(instruction, _)| instruction == "HEALTHCHECK")
+            .map(|(_, arguments)| arguments.as_str())
+            .expect("the Dockerfile has a HEALTHCHECK");
+        assert!(
+            docker_check.contains(&format!("\"{binary}\", \"healthcheck\"")),
+            "the Dockerfile's HEALTHCHECK runs {binary} healthcheck: {docker_check}"
         );
     }
-    assert!(
-        !has_account_number(&read("task-definition.json")),
-        "task-definition.json holds what looks like a real account number"
-    );
-}
 
-#[test]
-fn logs_go_to_cloudwatch_as_json() {
-    let task = task_definition();
-    let container = container(&task);
-    assert_eq!(container["logConfiguration"]["logDriver"], "awslogs");
-    let environment = environment(container);
-    for (name, value) in [
-        ("LOG_FORMAT", "json"),
-        ("APP_ENV", "production"),
-        ("TRUST_PROXY", "true"),
-    ] {
+    fn graceful_shutdown_has_time_to_finish() {
+        let task = task_definition();
+        let stop = container(&task)["stopTimeout"]
+            .as_u64()
+            .expect("stopTimeout");
+        // Streams end and in-flight requests finish within this; ECS allows at most 120 s.
+        assert!((30..=120).contains(&stop), "stopTimeout {stop}");
+    }
+
+    fn every_secret_is_a_placeholder_arn() {
+        let task = task_definition();
+        let secrets = container(&task)["secrets"].as_array().expect("secrets");
+        let mut names = Vec::new();
+        for secret in secrets {
+            let name = secret["name"].as_str().expect("secret name");
+            let value = secret["valueFrom"].as_str().expect("secret valueFrom");
+            assert!(
+                value.starts_with("arn:aws:secretsmanager:") || value.starts_with("arn:aws:ssm:"),
+                "{name}: {value} is not a Secrets Manager or Parameter Store ARN"
+            );
+            assert!(
+                value.contains("REGION") && value.contains("ACCOUNT_ID"),
+                "{name}: {value} is not a placeholder (REGION and ACCOUNT_ID)"
+            );
+            assert!(
+                !has_account_number(value),
+                "{name}: {value} holds an account number"
+            );
+            names.push(name);
+        }
+        for required in ["RDS_USER", "RDS_PASSWORD", "JWT_SECRET"] {
+            assert!(
+                names.contains(&required),
+                "{required} is not among the secrets {names:?}"
+            );
+        }
+        // Secrets never travel as plain environment variables.
+        for (name, _) in environment(container(&task)) {
+            assert!(
+                !names.contains(&name.as_str()),
+                "{name} is both a secret and plain environment"
+            );
+        }
         assert!(
-            environment.iter().any(|(n, v)| n == name && v == value),
-            "{name}={value} is not in the environment: {environment:?}"
+            !has_account_number(&read("task-definition.json")),
+            "task-definition.json holds what looks like a real account number"
         );
     }
-}
 
-#[test]
-fn dockerfile_builds_with_the_commands_ci_runs() {
-    let runs: Vec<String> = dockerfile_instructions()
-        .into_iter()
-        .filter(|(instruction, _)| instruction == "RUN")
-        .map(|(_, arguments)| arguments)
-        .collect();
-    for command in ["npm ci", "cargo build --release --locked"] {
+    fn logs_go_to_cloudwatch_as_json() {
+        let task = task_definition();
+        let container = container(&task);
+        assert_eq!(container["logConfiguration"]["logDriver"], "awslogs");
+        let environment = environment(container);
+        for (name, value) in [
+            ("LOG_FORMAT", "json"),
+            ("APP_ENV", "production"),
+            ("TRUST_PROXY", "true"),
+        ] {
+            assert!(
+                environment.iter().any(|(n, v)| n == name && v == value),
+                "{name}={value} is not in the environment: {environment:?}"
+            );
+        }
+    }
+
+    fn dockerfile_builds_with_the_commands_ci_runs() {
+        let runs: Vec<String> = dockerfile_instructions()
+            .into_iter()
+            .filter(|(instruction, _)| instruction == "RUN")
+            .map(|(_, arguments)| arguments)
+            .collect();
+        for command in ["npm ci", "cargo build --release --locked"] {
+            assert!(
+                runs.iter().any(|run| run.contains(command)),
+                "no RUN in the Dockerfile runs `{command}`: {runs:?}"
+            );
+        }
+        let users: Vec<String> = dockerfile_instructions()
+            .into_iter()
+            .filter(|(instruction, _)| instruction == "USER")
+            .map(|(_, arguments)| arguments)
+            .collect();
         assert!(
-            runs.iter().any(|run| run.contains(command)),
-            "no RUN in the Dockerfile runs `{command}`: {runs:?}"
+            users
+                .last()
+                .is_some_and(|user| user != "root" && user != "0"),
+            "the image runs as a non-root user: {users:?}"
         );
     }
-    let users: Vec<String> = dockerfile_instructions()
-        .into_iter()
-        .filter(|(instruction, _)| instruction == "USER")
-        .map(|(_, arguments)| arguments)
-        .collect();
-    assert!(
-        users
-            .last()
-            .is_some_and(|user| user != "root" && user != "0"),
-        "the image runs as a non-root user: {users:?}"
-    );
-}
 
-#[test]
-fn deploy_workflow_uses_oidc_and_the_ci_workflow() {
-    let deploy = read(".github/workflows/deploy-to-ECR.yml");
-    assert_eq!(
-        workflow_values(&deploy, "role-to-assume"),
-        ["${{ vars.AWS_DEPLOY_ROLE_ARN }}"]
-    );
-    assert_eq!(workflow_values(&deploy, "id-token"), ["write"]);
-    assert_eq!(
-        workflow_values(&deploy, "wait-for-service-stability"),
-        ["true"]
-    );
-    assert!(
-        !deploy.contains("aws-access-key-id") && !deploy.contains("aws-secret-access-key"),
-        "the deploy workflow must not use long-lived access keys"
-    );
-    if deploy.contains("uses: ./.github/workflows/ci.yml") {
-        let ci = read(".github/workflows/ci.yml");
-        assert!(
-            ci.contains("workflow_call:"),
-            "ci.yml is called, so it needs `workflow_call:`"
+    fn deploy_workflow_uses_oidc_and_the_ci_workflow() {
+        let deploy = read(".github/workflows/deploy-to-ECR.yml");
+        assert_eq!(
+            workflow_values(&deploy, "role-to-assume"),
+            ["${{ vars.AWS_DEPLOY_ROLE_ARN }}"]
         );
+        assert_eq!(workflow_values(&deploy, "id-token"), ["write"]);
+        assert_eq!(
+            workflow_values(&deploy, "wait-for-service-stability"),
+            ["true"]
+        );
+        assert!(
+            !deploy.contains("aws-access-key-id") && !deploy.contains("aws-secret-access-key"),
+            "the deploy workflow must not use long-lived access keys"
+        );
+        if deploy.contains("uses: ./.github/workflows/ci.yml") {
+            let ci = read(".github/workflows/ci.yml");
+            assert!(
+                ci.contains("workflow_call:"),
+                "ci.yml is called, so it needs `workflow_call:`"
+            );
+        }
     }
 }

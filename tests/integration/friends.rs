@@ -139,9 +139,17 @@ both_backends! {
         assert_eq!(found, serde_json::json!([]));
         let found: Value = app.get(&alice.token, "/api/users/search?q=bob").await.json().await.unwrap();
         assert_eq!(found[0]["username"], "bobby", "the blocker can still find the blocked");
-        // Alice coming online is not announced to Bob.
+        // Alice coming online is not announced to Bob. Once her friend Carol has heard it,
+        // Carol's friend request to Bob is the marker.
+        let carol = app.user("carol").await;
+        app.befriend(&alice, &carol).await;
+        let mut carol_stream = app.events(&carol, None).await;
         let _alice_stream = app.events(&alice, None).await;
-        assert!(bob_stream.next_of(&["presence"], Duration::from_millis(1500)).await.is_none());
+        let e = carol_stream.next_of(&["presence"], Duration::from_secs(5)).await.expect("alice's friend hears her online");
+        assert_eq!((e.json()["username"].as_str(), e.json()["status"].as_str()), (Some("alice"), Some("online")));
+        call(&app, &carol, "POST", "/api/friends/requests?username=bobby").await;
+        let heard = bob_stream.until(&["presence"], |e| e.event == "friend_request" && e.json()["username"] == "carol").await;
+        assert!(heard.is_empty(), "{heard:?}");
     }
 
     async fn twenty_five_friends_page_by_ten_forward_and_back(app) {

@@ -1,6 +1,6 @@
 //! Spawns the real server on a random port with a fresh database, and talks to it over
-//! HTTP. Every test runs on SQLite (a temporary file) and, when `TEST_MYSQL_URL` is set,
-//! on a fresh MySQL database that the harness creates and drops.
+//! HTTP. The database is SQLite (a temporary file) or a fresh MySQL database, created in
+//! the server `TEST_MYSQL_URL` names and dropped afterwards.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -16,35 +16,6 @@ pub const JWT_SECRET: &str = "integration-test-secret-0123456789";
 pub enum Backend {
     Sqlite,
     MySql,
-}
-
-/// Writes both test cases of a test: `both_backends! { async fn name(app) { … } }`.
-/// The MySQL case is skipped (with a note) when `TEST_MYSQL_URL` is not set.
-#[macro_export]
-macro_rules! both_backends {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let $app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await.expect("sqlite app");
-                    $body
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mysql() {
-                    let Some($app) = $crate::helpers::spawn_app($crate::helpers::Backend::MySql).await else {
-                        eprintln!("TEST_MYSQL_URL is not set: MySQL case skipped");
-                        return;
-                    };
-                    $body
-                }
-            }
-        )*
-    };
 }
 
 /// The place a test database lives; dropped with the last app that uses it.
@@ -78,22 +49,24 @@ impl Drop for TestDatabase {
     }
 }
 
-pub async fn new_database(backend: Backend) -> Option<TestDatabase> {
+/// A fresh database. MySQL needs `TEST_MYSQL_URL`: a test that uses it declares
+/// `#[needs(mysql)]` (the MySQL case of `both_backends!` does), so the harness ignores
+/// it where the variable is unset.
+pub async fn new_database(backend: Backend) -> TestDatabase {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}", dir.path().join("test.db").display());
-            Some(TestDatabase {
+            TestDatabase {
                 url,
                 backend,
                 _dir: Some(dir),
                 mysql_admin: None,
-            })
+            }
         }
         Backend::MySql => {
-            let admin_url = std::env::var("TEST_MYSQL_URL")
-                .ok()
-                .filter(|u| !u.is_empty())?;
+            let admin_url = crate::harness::mysql_url()
+                .expect("TEST_MYSQL_URL is set (declare #[needs(mysql)] on this test)");
             let name = format!("mt_{}", uuid::Uuid::new_v4().simple());
             let pool = sqlx::MySqlPool::connect(&admin_url)
                 .await
@@ -107,12 +80,12 @@ pub async fn new_database(backend: Backend) -> Option<TestDatabase> {
             pool.close().await;
             let mut url = url::Url::parse(&admin_url).expect("TEST_MYSQL_URL is a URL");
             url.set_path(&name);
-            Some(TestDatabase {
+            TestDatabase {
                 url: url.to_string(),
                 backend,
                 _dir: None,
                 mysql_admin: Some((admin_url, name)),
-            })
+            }
         }
     }
 }
@@ -158,14 +131,13 @@ impl Drop for TestApp {
     }
 }
 
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    let database = std::sync::Arc::new(new_database(backend).await?);
-    Some(spawn_app_on(database, &[]).await)
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
 }
 
-pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
-    let database = std::sync::Arc::new(new_database(backend).await?);
-    Some(spawn_app_on(database, extra).await)
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let database = std::sync::Arc::new(new_database(backend).await);
+    spawn_app_on(database, extra).await
 }
 
 /// Another server process on the same database (as a second ECS task would be).
@@ -383,6 +355,20 @@ impl TestApp {
         }
     }
 
+    /// Waits until this process holds `n` event streams: the server notices a closed
+    /// stream a moment after the client drops it.
+    pub async fn wait_for_streams(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.hub.stream_count() != n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} streams, not {n}",
+                self.hub.stream_count()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Counts rows of a table, straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -571,12 +557,30 @@ impl EventStream {
         }
     }
 
-    /// Every event of `kinds` until `quiet` passes with none.
-    pub async fn collect(&mut self, kinds: &[&str], quiet: Duration) -> Vec<Sse> {
+    /// Every event of `kinds` that arrives before the marker: the first event for which
+    /// `is_marker` holds. It checks that something did *not* arrive without waiting a
+    /// fixed time: a stream delivers its user's events in id order, so an event written
+    /// before the marker (which the test causes afterwards) cannot come later. Panics when
+    /// no marker comes within 30 s.
+    pub async fn until(&mut self, kinds: &[&str], is_marker: impl Fn(&Sse) -> bool) -> Vec<Sse> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let mut out = Vec::new();
-        while let Some(e) = self.next_of(kinds, quiet).await {
-            out.push(e);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(e) = self.next(left).await else {
+                panic!("no marker event arrived; before it came {out:?}");
+            };
+            if is_marker(&e) {
+                return out;
+            }
+            if kinds.contains(&e.event.as_str()) {
+                out.push(e);
+            }
         }
-        out
     }
+}
+
+/// Whether `e` is a message event with this content: a marker for [`EventStream::until`].
+pub fn message_with(e: &Sse, content: &str) -> bool {
+    e.event == "message" && e.json()["content"] == content
 }

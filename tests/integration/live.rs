@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use reqwest::StatusCode;
 
-use crate::{both_backends, helpers::*};
+use crate::{both_backends, helpers::*, integration_test};
 
 both_backends! {
     async fn an_event_written_through_one_process_reaches_a_stream_on_another(app) {
@@ -48,8 +48,10 @@ both_backends! {
         for t in tasks {
             t.await.unwrap();
         }
+        // Sent after every other message: what has not come before it will not come.
+        assert_eq!(app.send_dm(&writers[0], &hub, "end").await.status(), StatusCode::CREATED);
         for stream in [&mut on_a, &mut on_b] {
-            let got = stream.collect(&["message"], Duration::from_secs(4)).await;
+            let got = stream.until(&["message"], |e| message_with(e, "end")).await;
             assert_eq!(got.len(), 500, "every message exactly once");
             let ids: Vec<i64> = got.iter().map(|e| e.id.unwrap()).collect();
             assert!(ids.windows(2).all(|w| w[0] < w[1]), "event ids strictly increasing");
@@ -84,8 +86,9 @@ both_backends! {
         for n in 20..30 {
             app.send_dm(&alice, &bob, &format!("m{n}")).await;
         }
+        app.send_dm(&alice, &bob, "end").await;
         let mut resumed = app.events(&bob, last).await;
-        for e in resumed.collect(&["message"], Duration::from_secs(2)).await {
+        for e in resumed.until(&["message"], |e| message_with(e, "end")).await {
             seen.push(e.json()["content"].as_str().unwrap().to_string());
         }
         let expected: Vec<String> = (0..30).map(|n| format!("m{n}")).collect();
@@ -93,7 +96,7 @@ both_backends! {
         // The same through ?last_event_id= and the browser's header name.
         let r = app.api.get(app.url(&format!("/api/events?last_event_id={}", last.unwrap()))).bearer_auth(&bob.token).send().await.unwrap();
         let mut by_query = EventStream::new(r);
-        assert_eq!(by_query.collect(&["message"], Duration::from_secs(2)).await.len(), 23);
+        assert_eq!(by_query.until(&["message"], |e| message_with(e, "end")).await.len(), 23);
     }
 
     async fn an_id_older_than_retention_gets_reset(app) {
@@ -135,20 +138,34 @@ both_backends! {
         // Offline after the grace period (1 s in tests) once the last stream closed.
         let e = f.next_of(&["presence"], Duration::from_secs(6)).await.expect("then offline");
         assert_eq!(e.json()["status"], "offline");
-        assert!(s.next_of(&["presence"], Duration::from_millis(300)).await.is_none(), "a stranger hears nothing");
-        assert!(b.next_of(&["presence"], Duration::from_millis(300)).await.is_none(), "a blocked user hears nothing");
+        // Both announcements are written by now; a friend request sent afterwards is the marker.
+        let herald = app.user("herald").await;
+        for (stream, name) in [(&mut s, "stranger"), (&mut b, "blocked")] {
+            app.post(&herald.token, &format!("/api/friends/requests?username={name}")).await;
+            let heard = stream.until(&["presence"], |e| e.event == "friend_request").await;
+            assert!(heard.is_empty(), "{name} hears nothing: {heard:?}");
+        }
     }
 
     async fn a_page_navigation_does_not_flicker_presence(app) {
         let alice = app.user("alice").await;
+        let carol = app.user("carol").await;
         let friend = app.user("friend").await;
         app.befriend(&alice, &friend).await;
+        app.befriend(&carol, &friend).await;
         let mut f = app.events(&friend, None).await;
         let first = app.events(&alice, None).await;
         assert_eq!(f.next_of(&["presence"], Duration::from_secs(5)).await.unwrap().json()["status"], "online");
         drop(first);
         let _next_page = app.events(&alice, None).await;
-        assert!(f.next_of(&["presence"], Duration::from_secs(2)).await.is_none(), "no offline/online flicker");
+        // The server has let go of the first page's stream: any offline timer of alice's runs.
+        app.wait_for_streams(2).await;
+        // The marker: carol's offline, whose grace timer starts after alice's would have.
+        let carol_stream = app.events(&carol, None).await;
+        let mut heard = f.until(&["presence"], |e| e.json() == serde_json::json!({ "user_id": carol.id, "username": "carol", "status": "online" })).await;
+        drop(carol_stream);
+        heard.extend(f.until(&["presence"], |e| e.json() == serde_json::json!({ "user_id": carol.id, "username": "carol", "status": "offline" })).await);
+        assert!(heard.is_empty(), "no offline/online flicker: {heard:?}");
     }
 
     async fn typing_reaches_the_friend_live_and_is_not_replayed(app) {
@@ -166,8 +183,11 @@ both_backends! {
         let r = app.post_json(&stranger.token, "/api/typing", &serde_json::json!({ "friend_username": "bob" })).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "strangers cannot type at bob");
         drop(bob_stream);
+        // The marker: a message after the typing, replayed after it if typing were.
+        app.send_dm(&alice, &bob, "after typing").await;
         let mut resumed = app.events(&bob, Some(before)).await;
-        assert!(resumed.next_of(&["typing"], Duration::from_millis(800)).await.is_none(), "typing is live only");
+        let replayed = resumed.until(&["typing"], |e| message_with(e, "after typing")).await;
+        assert!(replayed.is_empty(), "typing is live only: {replayed:?}");
     }
 
     async fn a_stream_contains_only_its_users_events(app) {
@@ -177,10 +197,10 @@ both_backends! {
         app.befriend(&alice, &bob).await;
         let mut carol_stream = app.events(&carol, None).await;
         app.send_dm(&alice, &bob, "private").await;
+        // The friend request, sent after the message, is the marker.
         app.post(&alice.token, "/api/friends/requests?username=carol").await;
-        let got = carol_stream.collect(&["message", "friend_request", "friendship", "presence", "seen", "typing"], Duration::from_secs(2)).await;
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(got[0].event, "friend_request");
+        let got = carol_stream.until(&["message", "friend_request", "friendship", "presence", "seen", "typing"], |e| e.event == "friend_request" && e.json()["username"] == "alice").await;
+        assert!(got.is_empty(), "{got:?}");
     }
 
     async fn streams_end_promptly_on_shutdown_with_a_retry_hint(app) {
@@ -205,77 +225,76 @@ both_backends! {
     }
 }
 
-/// The outbox hazard: an id that commits after a higher one is still delivered, in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_id_that_commits_late_is_not_skipped() {
-    let Some(app) = spawn_app(Backend::MySql).await else {
-        eprintln!("TEST_MYSQL_URL is not set: skipped (SQLite serializes writers, so ids cannot commit out of order)");
-        return;
-    };
-    let bob = app.user("bob").await;
-    let mut stream = app.events(&bob, None).await;
-    let messenger::db::Db::MySql(pool) = &app.db else {
-        unreachable!()
-    };
-    // Transaction 1 takes an id and holds it uncommitted…
-    let mut slow = pool.begin().await.unwrap();
-    sqlx::query("INSERT INTO event (user_id, kind, payload, created_date_time) VALUES (?, 'typing', '{\"n\":1}', NOW(6))")
-        .bind(bob.id).execute(&mut *slow).await.unwrap();
-    // …while transaction 2 takes the next id and commits first.
-    sqlx::query("INSERT INTO event (user_id, kind, payload, created_date_time) VALUES (?, 'typing', '{\"n\":2}', NOW(6))")
-        .bind(bob.id).execute(pool).await.unwrap();
-    app.db.ping().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    slow.commit().await.unwrap();
-    let first = stream
-        .next_of(&["typing"], Duration::from_secs(5))
-        .await
-        .unwrap();
-    let second = stream
-        .next_of(&["typing"], Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert_eq!(
-        (first.json()["n"].as_i64(), second.json()["n"].as_i64()),
-        (Some(1), Some(2))
-    );
-}
-
-#[tokio::test]
-async fn a_client_that_stops_reading_is_disconnected_not_buffered_forever() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let bob = app.user("bob").await;
-    // Open a stream and never read it.
-    let unread = app
-        .api
-        .get(app.url("/api/events"))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(app.hub.stream_count(), 1);
-    let payload = serde_json::json!({ "pad": "x".repeat(4000) });
-    let batch: Vec<_> = (0..200)
-        .map(|_| messenger::store::events::NewEvent::new(bob.id as i32, "typing", &payload))
-        .collect();
-    for _ in 0..20 {
-        messenger::store::events::write(&app.db, &batch)
+integration_test! {
+    /// The outbox hazard: an id that commits after a higher one is still delivered, in order.
+    /// (MySQL only: SQLite serializes writers, so its ids cannot commit out of order.)
+    #[needs(mysql)]
+    async fn an_event_id_that_commits_late_is_not_skipped() {
+        let app = spawn_app(Backend::MySql).await;
+        let bob = app.user("bob").await;
+        let mut stream = app.events(&bob, None).await;
+        let messenger::db::Db::MySql(pool) = &app.db else {
+            unreachable!()
+        };
+        // Transaction 1 takes an id and holds it uncommitted…
+        let mut slow = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO event (user_id, kind, payload, created_date_time) VALUES (?, 'typing', '{\"n\":1}', NOW(6))")
+            .bind(bob.id).execute(&mut *slow).await.unwrap();
+        // …while transaction 2 takes the next id and commits first.
+        sqlx::query("INSERT INTO event (user_id, kind, payload, created_date_time) VALUES (?, 'typing', '{\"n\":2}', NOW(6))")
+            .bind(bob.id).execute(pool).await.unwrap();
+        app.db.ping().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        slow.commit().await.unwrap();
+        let first = stream
+            .next_of(&["typing"], Duration::from_secs(5))
             .await
             .unwrap();
-        app.hub.wake();
+        let second = stream
+            .next_of(&["typing"], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.json()["n"].as_i64(), second.json()["n"].as_i64()),
+            (Some(1), Some(2))
+        );
     }
-    let mut dropped = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if app.hub.stream_count() == 0 {
-            dropped = true;
-            break;
+
+    async fn a_client_that_stops_reading_is_disconnected_not_buffered_forever() {
+        let app = spawn_app(Backend::Sqlite).await;
+        let bob = app.user("bob").await;
+        // Open a stream and never read it.
+        let unread = app
+            .api
+            .get(app.url("/api/events"))
+            .bearer_auth(&bob.token)
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(app.hub.stream_count(), 1);
+        let payload = serde_json::json!({ "pad": "x".repeat(4000) });
+        let batch: Vec<_> = (0..200)
+            .map(|_| messenger::store::events::NewEvent::new(bob.id as i32, "typing", &payload))
+            .collect();
+        for _ in 0..20 {
+            messenger::store::events::write(&app.db, &batch)
+                .await
+                .unwrap();
+            app.hub.wake();
         }
+        let mut dropped = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if app.hub.stream_count() == 0 {
+                dropped = true;
+                break;
+            }
+        }
+        drop(unread);
+        assert!(
+            dropped,
+            "a stream that does not read is dropped once its buffer is full"
+        );
     }
-    drop(unread);
-    assert!(
-        dropped,
-        "a stream that does not read is dropped once its buffer is full"
-    );
 }
