@@ -10,3 +10,4 @@ mod foundation;
 mod friends;
 mod live;
 mod messages;
+mod pipeline;
