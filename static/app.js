@@ -11,6 +11,27 @@
     }
   }
 
+  // A random UUID (v4). crypto.randomUUID exists only in secure contexts (HTTPS or
+  // localhost); crypto.getRandomValues exists everywhere.
+  function newClientKey() {
+    if (window.crypto && crypto.randomUUID) {
+      try {
+        return crypto.randomUUID();
+      } catch (e) {
+        // fall through
+      }
+    }
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(bytes, function (b) {
+      return (b + 0x100).toString(16).slice(1);
+    }).join("");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
+      hex.slice(16, 20) + "-" + hex.slice(20);
+  }
+
   function post(url, fields) {
     var body = new URLSearchParams(fields || {});
     return fetch(url, {
@@ -21,8 +42,21 @@
     });
   }
 
-  // --- the live stream: resume from the last event this page saw -------------------
+  // --- the live stream: resume from the last event this page applied ----------------
+  // Each event's `id:` is its position in the user's stream of events (commit order; the
+  // fragment of an event comes last and alone carries it). The browser resumes by itself
+  // from the last id it received (Last-Event-ID) when a connection breaks; when the
+  // EventSource fails for good (an error status), htmx's SSE extension makes a new one
+  // from the page's URL, so that URL must carry the last id this page applied: the one
+  // rendered into it is only where the page started.
   var lastEventId = null;
+  function eventId(message) {
+    var id = message && message.lastEventId ? Number(message.lastEventId) : NaN;
+    return isFinite(id) ? id : null;
+  }
+  function noteId(id) {
+    if (id !== null && (lastEventId === null || id > lastEventId)) lastEventId = id;
+  }
   if (window.htmx) {
     htmx.createEventSource = function (url) {
       if (lastEventId !== null) {
@@ -31,13 +65,25 @@
       return new EventSource(url, { withCredentials: true });
     };
   }
-  function noteEvent(e) {
+  // Fragments: each applied once, whatever a resume sends again.
+  var appliedUpTo = null;
+  document.addEventListener("htmx:sseBeforeMessage", function (e) {
     var message = e.detail;
-    if (message && message.lastEventId) lastEventId = message.lastEventId;
+    var id = eventId(message);
+    if (message && message.type === "oob" && id !== null) {
+      if (appliedUpTo !== null && id <= appliedUpTo) {
+        e.preventDefault();
+        return;
+      }
+      appliedUpTo = id;
+    }
+    noteId(id);
     if (message && message.type === "reset") location.reload();
-  }
-  document.addEventListener("htmx:sseBeforeMessage", noteEvent);
-  document.addEventListener("htmx:sseMessage", noteEvent);
+  });
+  // Triggers (hx-trigger="sse:…"): a repeated one only fetches again.
+  document.addEventListener("htmx:sseMessage", function (e) {
+    noteId(eventId(e.detail));
+  });
 
   // --- message lists: one copy of each message, grouping, days, local times ----------
   function localize(root) {
@@ -157,8 +203,10 @@
         var input = form.querySelector("textarea");
         input.value = "";
         input.focus();
+        // A fresh idempotency key for the next message; a failed send keeps its key, so
+        // that sending it again cannot post it twice.
         var key = form.querySelector("input[name=client_key]");
-        if (key && window.crypto && crypto.randomUUID) key.value = crypto.randomUUID();
+        if (key) key.value = newClientKey();
         var error = form.querySelector(".form-error");
         if (error) error.textContent = "";
         lastTypingReport = 0;

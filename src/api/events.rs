@@ -39,5 +39,6 @@ async fn events(
         user.user_id,
         last_id,
         stream::json_encoder(),
+        None,
     ))
 }

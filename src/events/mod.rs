@@ -1,11 +1,43 @@
 //! Live events: every process tails the outbox table and hands each new event to the
 //! streams it holds for that event's user.
 //!
-//! Ordering and the outbox hazard: with concurrent transactions an id can commit after
-//! a higher one. The tailer therefore advances only through contiguous ids; when it meets
-//! a gap it waits for the missing id (a transaction still in flight) up to
-//! [`GAP_GRACE`], after which the id is taken as rolled back and skipped. Every stream
-//! thus sees its events in id order, once, and a resume from any delivered id is exact.
+//! # What a stream's `id:` promises
+//!
+//! Every event has a *position*, and a stream sends a user's events in position order,
+//! each with its position as `id:`. Positions follow commit order: an event gets one only
+//! once its transaction has committed, and no event is ever given a position below one
+//! already given. So whoever has seen position `n` has seen every event of theirs up to
+//! `n`, and resuming from `n` (`Last-Event-ID`) replays exactly the rest: nothing lost,
+//! nothing repeated, however late a transaction commits.
+//!
+//! Why not the row's auto-increment id: it is taken at `INSERT`, and with concurrent
+//! transactions an id can commit after higher ones (a slow transaction; a rolled-back one
+//! never commits at all). A tailer that advances over the ids must then either wait at
+//! every gap (and a rolled-back id would stall everyone) or skip it (and the event, when
+//! it commits, is lost for live delivery and for resuming clients, already past it). The
+//! earlier design waited three seconds and then skipped.
+//!
+//! * SQLite has one writer at a time and takes the id inside its transaction: ids become
+//!   visible in the order they were taken and a rolled-back id is reused, so `event_id`
+//!   *is* the position and no gap can occur.
+//! * MySQL: rows are written without a position; each tailer tick first numbers the rows
+//!   committed since (`store::events::assign_positions`: one short transaction, the
+//!   `event_sequence` row as lock and counter, rows read with a non-locking read and
+//!   updated by primary key in one statement), then reads the next positions. A
+//!   transaction that holds an event row open holds no position: everyone else's events
+//!   go out at the next tick, and its own when it commits, with a position above
+//!   everything sent so far. A rolled-back row never gets one.
+//!
+//! Both polls are ranges of an index on the position; numbering is one statement per
+//! batch, never a query per event.
+//!
+//! # Subscribing without a race
+//!
+//! A stream registers and learns its starting point in one step ([`EventHub::subscribe`]),
+//! under the same lock under which the tailer hands out events and advances
+//! [`EventHub::watermark`]: every event at or below the position a stream starts from was
+//! dispatched before it registered (its replay reads those from the table), every one
+//! above reaches its channel.
 
 pub mod presence;
 pub mod stream;
@@ -13,10 +45,10 @@ pub mod stream;
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tokio::sync::{mpsc, Notify};
@@ -27,11 +59,11 @@ use crate::{
     store::events::{self as event_store, StoredEvent},
 };
 
-/// How long a missing id may be awaited before it is taken as rolled back.
-pub const GAP_GRACE: Duration = Duration::from_secs(3);
 /// Events a slow stream may have queued before it is disconnected (it then resumes).
 pub const STREAM_BUFFER: usize = 512;
 const TAIL_BATCH: i64 = 1000;
+/// Events numbered per statement on MySQL.
+const NUMBERING_BATCH: i64 = 500;
 
 #[derive(Clone)]
 pub struct EventHub {
@@ -43,12 +75,18 @@ struct Subscriber {
     tx: mpsc::Sender<Arc<StoredEvent>>,
 }
 
+/// The streams of this process and how far events have been handed to them, behind one
+/// lock, so that registering and dispatching cannot interleave.
+struct Registry {
+    streams: HashMap<i32, Vec<Subscriber>>,
+    /// Every event up to this position has been handed to the streams registered then.
+    dispatched: i64,
+}
+
 struct Inner {
     db: Db,
-    subscribers: Mutex<HashMap<i32, Vec<Subscriber>>>,
+    registry: Mutex<Registry>,
     next_subscriber: AtomicU64,
-    /// Every event with an id up to here has been handed to the streams.
-    watermark: AtomicI64,
     wake: Notify,
     shutdown: CancellationToken,
     presence: presence::Presence,
@@ -57,6 +95,9 @@ struct Inner {
 /// A stream's registration; dropping it unregisters (and may start the offline timer).
 pub struct Subscription {
     pub events: mpsc::Receiver<Arc<StoredEvent>>,
+    /// Every event above this position reaches `events`; every one up to it was
+    /// dispatched before this subscription existed.
+    pub live_after: i64,
     hub: EventHub,
     user_id: i32,
     id: u64,
@@ -77,15 +118,18 @@ impl EventHub {
         presence_grace: Duration,
         shutdown: CancellationToken,
     ) -> Result<Self, sqlx::Error> {
-        let start = event_store::max_id(&db).await?;
+        // Events committed but not yet numbered get positions above this one.
+        let start = event_store::max_position(&db).await?;
         let process_id = uuid::Uuid::new_v4().to_string();
         let hub = EventHub {
             inner: Arc::new(Inner {
                 db: db.clone(),
                 presence: presence::Presence::new(db, process_id, presence_grace),
-                subscribers: Mutex::new(HashMap::new()),
+                registry: Mutex::new(Registry {
+                    streams: HashMap::new(),
+                    dispatched: start,
+                }),
                 next_subscriber: AtomicU64::new(1),
-                watermark: AtomicI64::new(start),
                 wake: Notify::new(),
                 shutdown,
             }),
@@ -105,41 +149,43 @@ impl EventHub {
         self.inner.wake.notify_one();
     }
 
+    /// The position up to which this process has handed out events: where a page
+    /// rendered now starts its stream.
     pub fn watermark(&self) -> i64 {
-        self.inner.watermark.load(Ordering::Acquire)
+        self.registry().dispatched
     }
 
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
 
-    /// How many streams this process holds.
-    pub fn stream_count(&self) -> usize {
-        self.inner
-            .subscribers
-            .lock()
-            .expect("hub lock")
-            .values()
-            .map(Vec::len)
-            .sum()
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.inner.registry.lock().expect("hub lock")
     }
 
-    /// Registers a stream for `user_id`. Register before reading the watermark: every
-    /// event above the watermark read afterwards will then reach the receiver.
+    /// How many streams this process holds.
+    pub fn stream_count(&self) -> usize {
+        self.registry().streams.values().map(Vec::len).sum()
+    }
+
+    /// Registers a stream for `user_id`, and tells it from which position on events will
+    /// reach it ([`Subscription::live_after`]), in the same step.
     pub fn subscribe(&self, user_id: i32) -> Subscription {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let id = self.inner.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let first = {
-            let mut subs = self.inner.subscribers.lock().expect("hub lock");
-            let list = subs.entry(user_id).or_default();
+        let (first, live_after) = {
+            let mut registry = self.registry();
+            let live_after = registry.dispatched;
+            let list = registry.streams.entry(user_id).or_default();
             list.push(Subscriber { id, tx });
-            list.len() == 1
+            (list.len() == 1, live_after)
         };
         if first {
             self.inner.presence.stream_opened(user_id, self.clone());
         }
         Subscription {
             events: rx,
+            live_after,
             hub: self.clone(),
             user_id,
             id,
@@ -148,13 +194,13 @@ impl EventHub {
 
     fn unsubscribe(&self, user_id: i32, id: u64) {
         let last = {
-            let mut subs = self.inner.subscribers.lock().expect("hub lock");
-            let Some(list) = subs.get_mut(&user_id) else {
+            let mut registry = self.registry();
+            let Some(list) = registry.streams.get_mut(&user_id) else {
                 return;
             };
             list.retain(|s| s.id != id);
             if list.is_empty() {
-                subs.remove(&user_id);
+                registry.streams.remove(&user_id);
                 true
             } else {
                 false
@@ -166,52 +212,57 @@ impl EventHub {
     }
 
     pub(crate) fn has_streams(&self, user_id: i32) -> bool {
-        self.inner
-            .subscribers
-            .lock()
-            .expect("hub lock")
-            .contains_key(&user_id)
+        self.registry().streams.contains_key(&user_id)
     }
 
     pub(crate) fn users_with_streams(&self) -> Vec<i32> {
-        self.inner
-            .subscribers
-            .lock()
-            .expect("hub lock")
-            .keys()
-            .copied()
-            .collect()
+        self.registry().streams.keys().copied().collect()
     }
 
-    /// Hands one event to its user's streams. A stream whose buffer is full is dropped:
-    /// its client reconnects and resumes from its last id instead of growing memory.
-    fn dispatch(&self, event: StoredEvent) {
-        let mut subs = self.inner.subscribers.lock().expect("hub lock");
-        let Some(list) = subs.get_mut(&event.user_id) else {
-            return;
-        };
-        let event = Arc::new(event);
-        list.retain(|s| match s.tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    user_id = event.user_id,
-                    "event stream too slow; disconnecting it"
-                );
-                false
+    /// Hands a batch of events, in position order, to their users' streams, and advances
+    /// the watermark with them under the same lock. A stream whose buffer is full is
+    /// dropped: its client reconnects and resumes from its last id instead of growing
+    /// memory.
+    fn dispatch(&self, batch: Vec<StoredEvent>) {
+        let mut registry = self.registry();
+        for event in batch {
+            let position = event.position;
+            if let Some(list) = registry.streams.get_mut(&event.user_id) {
+                let event = Arc::new(event);
+                list.retain(|s| match s.tx.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(
+                            user_id = event.user_id,
+                            "event stream too slow; disconnecting it"
+                        );
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                });
+                // Dropping the last subscriber here leaves presence to the Subscription's drop.
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
-        // Dropping the last subscriber here leaves presence to the Subscription's drop.
+            registry.dispatched = registry.dispatched.max(position);
+        }
     }
 
     async fn tail(self, mut cursor: i64, poll_interval: Duration) {
-        let mut gap: Option<(i64, Instant)> = None;
         loop {
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(poll_interval) => {}
                 _ = self.inner.shutdown.cancelled() => return,
+            }
+            // MySQL: number what has committed since the last tick (nothing on SQLite).
+            loop {
+                match event_store::assign_positions(&self.inner.db, NUMBERING_BATCH).await {
+                    Ok(n) if n as i64 == NUMBERING_BATCH => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "numbering committed events failed; retrying");
+                        break;
+                    }
+                }
             }
             loop {
                 let batch = match event_store::after(&self.inner.db, cursor, TAIL_BATCH).await {
@@ -222,28 +273,11 @@ impl EventHub {
                     }
                 };
                 let full = batch.len() as i64 == TAIL_BATCH;
-                let mut stalled = false;
-                for event in batch {
-                    if event.event_id != cursor + 1 {
-                        let waited_out = matches!(gap, Some((at, since)) if at == cursor && since.elapsed() >= GAP_GRACE);
-                        if !waited_out {
-                            if !matches!(gap, Some((at, _)) if at == cursor) {
-                                gap = Some((cursor, Instant::now()));
-                            }
-                            stalled = true;
-                            break;
-                        }
-                        tracing::debug!(
-                            from = cursor + 1,
-                            to = event.event_id - 1,
-                            "skipping event ids never committed"
-                        );
-                    }
-                    cursor = event.event_id;
-                    self.dispatch(event);
-                }
-                self.inner.watermark.store(cursor, Ordering::Release);
-                if stalled || !full {
+                let Some(last) = batch.last() else { break };
+                // Positions have no gaps but for pruned or deleted rows: nothing to wait for.
+                cursor = last.position;
+                self.dispatch(batch);
+                if !full {
                     break;
                 }
             }

@@ -1,5 +1,9 @@
 //! The outbox: one `event` row per recipient, written in the same transaction as the
 //! change it reports, and read back by every process's tailer and by resuming streams.
+//!
+//! Rows are read by their stream *position* (see [`crate::events`]): on SQLite that is
+//! `event_id` itself, on MySQL the `seq` the tailers give rows once they are committed
+//! ([`assign_positions`]).
 
 use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder};
@@ -9,7 +13,9 @@ use crate::{db::Db, db_run};
 /// An event as stored and delivered.
 #[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct StoredEvent {
-    pub event_id: i64,
+    /// Its place in the stream of events, in commit order: what a stream's `id:` carries
+    /// and a client resumes from.
+    pub position: i64,
     pub user_id: i32,
     pub kind: String,
     pub payload: String,
@@ -93,53 +99,165 @@ pub async fn write(db: &Db, events: &[NewEvent]) -> Result<(), sqlx::Error> {
     })
 }
 
-/// The next events of every user after `after_id`, oldest first: the tailer's one query.
-pub async fn after(db: &Db, after_id: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let sql = "SELECT event_id, user_id, kind, payload FROM event WHERE event_id > ? ORDER BY event_id LIMIT ?";
-    db_run!(db, |pool| sqlx::query_as::<_, StoredEvent>(sql)
-        .bind(after_id)
+/// The column that holds an event's stream position in `db`'s dialect.
+fn position(db: &Db) -> &'static str {
+    match db {
+        Db::MySql(_) => "seq",
+        Db::Sqlite(_) => "event_id",
+    }
+}
+
+/// The next events of every user after position `after`, in order: the tailer's one
+/// query, a range of the position index.
+pub async fn after(db: &Db, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {p} AS position, user_id, kind, payload FROM event WHERE {p} > ? ORDER BY {p} LIMIT ?",
+        p = position(db)
+    );
+    db_run!(db, |pool| sqlx::query_as::<_, StoredEvent>(&sql)
+        .bind(after)
         .bind(limit)
         .fetch_all(pool)
         .await)
 }
 
-/// One user's replayable events in `(after_id, up_to]`, oldest first, for a resuming stream.
+/// Up to `limit` of one user's replayable events in positions `(after, up_to]`, in order,
+/// for a resuming stream (a range of the `(user_id, position)` index).
 pub async fn for_user_between(
     db: &Db,
     user_id: i32,
-    after_id: i64,
+    after: i64,
     up_to: i64,
+    limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let sql = "SELECT event_id, user_id, kind, payload FROM event \
-               WHERE user_id = ? AND event_id > ? AND event_id <= ? AND kind <> 'typing' \
-               ORDER BY event_id LIMIT 10000";
+    let sql = format!(
+        "SELECT {p} AS position, user_id, kind, payload FROM event \
+         WHERE user_id = ? AND {p} > ? AND {p} <= ? AND kind <> 'typing' \
+         ORDER BY {p} LIMIT ?",
+        p = position(db)
+    );
     db_run!(db, |pool| {
-        sqlx::query_as::<_, StoredEvent>(sql)
+        sqlx::query_as::<_, StoredEvent>(&sql)
             .bind(user_id)
-            .bind(after_id)
+            .bind(after)
             .bind(up_to)
+            .bind(limit)
             .fetch_all(pool)
             .await
     })
 }
 
-/// The highest event id so far (0 when there is none).
-pub async fn max_id(db: &Db) -> Result<i64, sqlx::Error> {
+/// Whether `user_id` has more than `cap` events in positions `(after, up_to]` (typing
+/// counted too: an upper bound, read from the index alone).
+pub async fn more_than(
+    db: &Db,
+    user_id: i32,
+    after: i64,
+    up_to: i64,
+    cap: i64,
+) -> Result<bool, sqlx::Error> {
+    let sql = format!(
+        "SELECT {p} FROM event WHERE user_id = ? AND {p} > ? AND {p} <= ? \
+         ORDER BY {p} LIMIT 1 OFFSET ?",
+        p = position(db)
+    );
+    let beyond: Option<i64> = db_run!(db, |pool| {
+        sqlx::query_scalar(&sql)
+            .bind(user_id)
+            .bind(after)
+            .bind(up_to)
+            .bind(cap)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(beyond.is_some())
+}
+
+/// The highest position so far (0 when there is none).
+pub async fn max_position(db: &Db) -> Result<i64, sqlx::Error> {
+    let sql = format!("SELECT MAX({}) FROM event", position(db));
     db_run!(db, |pool| {
-        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(event_id) FROM event")
+        sqlx::query_scalar::<_, Option<i64>>(&sql)
             .fetch_one(pool)
             .await
             .map(|m| m.unwrap_or(0))
     })
 }
 
-/// The oldest event id still retained, if any.
-pub async fn min_id(db: &Db) -> Result<Option<i64>, sqlx::Error> {
-    db_run!(db, |pool| sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT MIN(event_id) FROM event"
+/// The oldest position still retained, if any.
+pub async fn min_position(db: &Db) -> Result<Option<i64>, sqlx::Error> {
+    let sql = format!("SELECT MIN({}) FROM event", position(db));
+    db_run!(db, |pool| sqlx::query_scalar::<_, Option<i64>>(&sql)
+        .fetch_one(pool)
+        .await)
+}
+
+/// MySQL: gives up to `limit` events committed since the last call their positions, in
+/// event-id order, and returns how many it numbered. On SQLite positions need no
+/// numbering (ids are taken in commit order) and this does nothing.
+///
+/// One tailer at a time numbers (the `event_sequence` row is locked until commit), so
+/// positions are given without gaps, and each numbering becomes visible at once, after
+/// every lower one. Only committed rows are read and updated, by primary key, so a
+/// transaction still holding an event row blocks neither this nor anyone's delivery.
+pub async fn assign_positions(db: &Db, limit: i64) -> Result<usize, sqlx::Error> {
+    let Db::MySql(pool) = db else {
+        return Ok(0);
+    };
+    // The common case, nothing new, costs one index lookup and takes no lock.
+    let pending: Option<i64> =
+        sqlx::query_scalar("SELECT event_id FROM event WHERE seq IS NULL LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    if pending.is_none() {
+        return Ok(0);
+    }
+    let mut tx = pool.begin().await?;
+    // The session is READ COMMITTED (see `db`): each read below sees every numbering
+    // committed before this lock was granted.
+    let last: i64 =
+        sqlx::query_scalar("SELECT last_seq FROM event_sequence WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT event_id FROM event WHERE seq IS NULL ORDER BY event_id LIMIT ?",
     )
-    .fetch_one(pool)
-    .await)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let mut update = QueryBuilder::new("UPDATE event SET seq = CASE event_id");
+    for (n, id) in ids.iter().enumerate() {
+        update
+            .push(" WHEN ")
+            .push_bind(*id)
+            .push(" THEN ")
+            .push_bind(last + 1 + n as i64);
+    }
+    update.push(" END WHERE seq IS NULL AND event_id IN (");
+    let mut list = update.separated(", ");
+    for id in &ids {
+        list.push_bind(*id);
+    }
+    update.push(")");
+    let numbered = update.build().execute(&mut *tx).await?.rows_affected();
+    if numbered != ids.len() as u64 {
+        // Cannot happen while every numbering holds the lock; never give a position twice.
+        tx.rollback().await?;
+        return Err(sqlx::Error::Protocol(format!(
+            "numbered {numbered} of {} events",
+            ids.len()
+        )));
+    }
+    sqlx::query("UPDATE event_sequence SET last_seq = ? WHERE id = 1")
+        .bind(last + ids.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ids.len())
 }
 
 /// Deletes events older than the retention window; returns how many went.

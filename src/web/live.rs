@@ -2,8 +2,13 @@
 //! fragments (swapped in out-of-band by the htmx SSE extension through the hidden
 //! `oob` sink) or triggers (`friends`, `conversations`, `group-<id>`) that make a part
 //! of the page fetch itself again.
+//!
+//! When one stored event becomes several SSE events, only the last carries the `id:`,
+//! and fragments come last: a connection lost in between makes the client resume before
+//! the event and get it whole again (a trigger twice does no harm), never after half of
+//! it. `static/app.js` drops an `oob` fragment whose id it has already applied.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use askama::Template;
 use axum::{
@@ -23,6 +28,9 @@ use crate::{
     web::render::escape,
 };
 
+/// How soon a page whose stream broke tries again (the browser's default is 3 s).
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Deserialize)]
 pub struct StreamQuery {
     last_event_id: Option<i64>,
@@ -41,20 +49,31 @@ pub async fn page_events(
         viewer,
         last_id,
         Arc::new(move |e: &StoredEvent| encode(e, viewer)),
+        Some(RECONNECT_AFTER),
     )
 }
 
-fn oob(id: i64, html: String) -> Event {
-    Event::default().id(id.to_string()).event("oob").data(html)
+/// One SSE event of a page stream, before it gets its id.
+enum Part {
+    /// HTML swapped in out of band.
+    Oob(String),
+    /// Makes the parts of the page that listen for `sse:<name>` fetch themselves again.
+    Trigger(String),
 }
 
-/// An event that makes part of the page fetch itself again. Its data is not used, but
-/// must not be empty: an EventSource does not dispatch events without data.
-fn trigger(id: i64, name: &str) -> Event {
-    Event::default()
-        .id(id.to_string())
-        .event(name)
-        .data("refresh")
+impl Part {
+    fn trigger(name: &str) -> Self {
+        Part::Trigger(name.to_string())
+    }
+
+    fn into_event(self) -> Event {
+        match self {
+            Part::Oob(html) => Event::default().event("oob").data(html),
+            // The data is not used, but must not be empty: an EventSource does not
+            // dispatch events without data.
+            Part::Trigger(name) => Event::default().event(name).data("refresh"),
+        }
+    }
 }
 
 /// The conversation key (`d-<other user>` or `g-<group>`) of a message, for this viewer.
@@ -77,9 +96,22 @@ fn conversation_key(
     }
 }
 
-/// The HTML fragments and triggers one event becomes for `viewer`'s page.
+/// The SSE events one stored event becomes for `viewer`'s page: triggers first, the
+/// fragment last, and only the last with the event's position as `id:`.
 pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
-    let id = event.event_id;
+    let mut parts = parts(event, viewer);
+    let last = parts
+        .pop()
+        .map(|p| p.into_event().id(event.position.to_string()));
+    parts
+        .into_iter()
+        .map(Part::into_event)
+        .chain(last)
+        .collect()
+}
+
+/// The HTML fragments and triggers one event becomes for `viewer`'s page.
+fn parts(event: &StoredEvent, viewer: i32) -> Vec<Part> {
     let Ok(data) = serde_json::from_str::<Value>(&event.payload) else {
         return Vec::new();
     };
@@ -121,19 +153,19 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
             } else {
                 item.replacen("<li ", r#"<li hx-swap-oob="true" "#, 1)
             };
-            vec![oob(id, html), trigger(id, "conversations")]
+            vec![Part::trigger("conversations"), Part::Oob(html)]
         }
         "message_deleted" => {
             let message_id = int("message_id").unwrap_or(0) as i32;
             let html =
                 deleted_placeholder(message_id).replacen("<li ", r#"<li hx-swap-oob="true" "#, 1);
-            vec![oob(id, html), trigger(id, "conversations")]
+            vec![Part::trigger("conversations"), Part::Oob(html)]
         }
         "seen" => {
             let reader = int("user_id").unwrap_or(0);
             if reader == i64::from(viewer) {
                 // Read on another of my tabs or devices: only the unread counts change.
-                return vec![trigger(id, "conversations")];
+                return vec![Part::trigger("conversations")];
             }
             let key = match int("group_chat_id") {
                 Some(g) => format!("g-{g}"),
@@ -143,7 +175,7 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
                 r#"<p id="seen-{key}" class="seen" hx-swap-oob="true" data-up-to="{}">Seen</p>"#,
                 int("message_id").unwrap_or(0)
             );
-            vec![oob(id, html)]
+            vec![Part::Oob(html)]
         }
         "typing" => {
             let key = match int("group_chat_id") {
@@ -154,7 +186,7 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
                 r#"<p id="typing-{key}" class="typing" hx-swap-oob="true">{} is typing…</p>"#,
                 escape(&text("username"))
             );
-            vec![oob(id, html)]
+            vec![Part::Oob(html)]
         }
         "presence" => {
             let user_id = int("user_id").unwrap_or(0);
@@ -164,13 +196,13 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
                 if online { " online" } else { "" },
                 if online { "online" } else { "offline" }
             );
-            vec![oob(id, html)]
+            vec![Part::Oob(html)]
         }
-        "friend_request" | "friendship" => vec![trigger(id, "friends")],
+        "friend_request" | "friendship" => vec![Part::trigger("friends")],
         "group_chat" => {
-            let mut events = vec![trigger(id, "conversations")];
+            let mut events = vec![Part::trigger("conversations")];
             if let Some(g) = int("group_chat_id") {
-                events.push(trigger(id, &format!("group-{g}")));
+                events.push(Part::Trigger(format!("group-{g}")));
             }
             events
         }

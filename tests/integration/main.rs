@@ -13,6 +13,7 @@ mod friends;
 mod limits;
 mod live;
 mod messages;
+mod pipeline;
 
 fn main() {
     harness::run().exit();
