@@ -46,8 +46,10 @@ impl NewEvent {
     }
 }
 
-/// Kinds that are live-only: not replayed to a stream that resumes.
-pub const EPHEMERAL_KINDS: &[&str] = &["typing"];
+/// Kinds that are live-only: not replayed to a stream that resumes. `status_ping` and
+/// `status_pong` are the original client's presence questions and answers, relayed
+/// between friends by socket.io (`crate::socketio`).
+pub const EPHEMERAL_KINDS: &[&str] = &["typing", "status_ping", "status_pong"];
 
 /// Writes events on an open connection or transaction of either backend.
 pub trait Outbox {
@@ -111,7 +113,8 @@ pub async fn for_user_between(
     up_to: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let sql = "SELECT event_id, user_id, kind, payload FROM event \
-               WHERE user_id = ? AND event_id > ? AND event_id <= ? AND kind <> 'typing' \
+               WHERE user_id = ? AND event_id > ? AND event_id <= ? \
+               AND kind NOT IN ('typing', 'status_ping', 'status_pong') \
                ORDER BY event_id LIMIT 10000";
     db_run!(db, |pool| {
         sqlx::query_as::<_, StoredEvent>(sql)
