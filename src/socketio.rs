@@ -9,6 +9,7 @@
 //! | server → sender only | `message response` `{detail, status_code, message_tracking_id}` | the HTTP send's texts and codes |
 //! | server → friends | `ping status change` `{user_id, status: "active" \| "offline"}` | from each `presence` event |
 //! | client → server → friend | `ping status change` / `pong status change` `{user_id, status, friend_id}` | relayed as `ping status change` / `friend status changed` `{user_id, status}` |
+//! | server → user | any other event kind of the SSE stream (`friend_request`, `typing`, …) | under its own name, with its SSE data (not in the original) |
 //!
 //! One pipeline: a connection is one more subscriber of its user's events in this
 //! process's [`EventHub`] (which counts it for presence, as a stream), and everything it
@@ -271,8 +272,14 @@ fn deliver(socket: &SocketRef, connection: &Connection, event: &StoredEvent) -> 
             };
             socket.emit(name, &data)
         }
-        // The original had no socket.io event for the rest (friendships, edits, typing…).
-        _ => return true,
+        // The original had no socket.io event for the rest (friendships, edits, typing…):
+        // they go out under their own names with their SSE data; its client ignores them.
+        kind => {
+            let Ok(data) = serde_json::from_str::<Value>(&event.payload) else {
+                return true;
+            };
+            socket.emit(kind, &data)
+        }
     };
     emitted.is_ok()
 }
