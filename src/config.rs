@@ -245,6 +245,11 @@ pub struct Settings {
     )]
     pub event_poll_milliseconds: u64,
 
+    /// Origins (scheme://host[:port], comma-separated) whose pages may call the API and
+    /// socket.io with credentials (CORS); empty: none, the API serves only its own origin
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_parser = allowed_origins)]
+    pub cors_allowed_origins: Option<AllowedOrigins>,
+
     /// Test-only: argon2id memory cost in KiB; the tests lower it, production keeps the
     /// default
     #[arg(
@@ -336,6 +341,9 @@ pub struct Config {
     pub presence_grace: Duration,
     /// How often this process polls the event table when nothing woke it.
     pub event_poll_interval: Duration,
+    /// Origins allowed to call the API and socket.io from their pages (CORS, and the CSRF
+    /// origin check), as `scheme://host[:port]`; empty unless `CORS_ALLOWED_ORIGINS`.
+    pub cors_allowed_origins: Vec<String>,
     /// The file the MySQL password came from (`RDS_PASSWORD_FILE`, when `RDS_PASSWORD` is
     /// unset), to be re-read while running so that a rotated password reaches new
     /// connections without a restart.
@@ -409,6 +417,7 @@ impl Config {
             signups_per_hour: s.signups_per_hour,
             presence_grace: Duration::from_secs(s.presence_grace_seconds),
             event_poll_interval: Duration::from_millis(s.event_poll_milliseconds),
+            cors_allowed_origins: s.cors_allowed_origins.map(|o| o.0).unwrap_or_default(),
             password_file,
             warnings,
         })
@@ -469,6 +478,36 @@ fn database_url(url: &str) -> Result<Secret, String> {
             "unsupported scheme {other:?}: use sqlite:// or mysql://"
         )),
     }
+}
+
+/// `CORS_ALLOWED_ORIGINS`: origins as a browser sends them in `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedOrigins(pub Vec<String>);
+
+fn allowed_origins(value: &str) -> Result<AllowedOrigins, String> {
+    let mut origins = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let explain = || {
+            format!("{item:?} is not an origin such as https://chat.example.com or http://localhost:3000")
+        };
+        if item == "*" || item == "null" {
+            return Err(format!(
+                "{item:?} cannot be allowed: credentials go only to origins named one by one"
+            ));
+        }
+        let url = url::Url::parse(item).map_err(|_| explain())?;
+        let bare = url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+            return Err(explain());
+        }
+        // The form browsers send: lower-case, no default port, no trailing slash.
+        origins.push(url.origin().ascii_serialization());
+    }
+    Ok(AllowedOrigins(origins))
 }
 
 fn secret(value: &str) -> Result<Secret, String> {
@@ -743,6 +782,9 @@ mod tests {
             ("SIGNUPS_PER_HOUR", "1.5"),
             ("PRESENCE_GRACE_SECONDS", "15s"),
             ("EVENT_POLL_MILLISECONDS", "fast"),
+            ("CORS_ALLOWED_ORIGINS", "localhost:3000"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "https://chat.example.com/app"),
             ("ARGON2_MEMORY_KIB", "64M"),
             ("ARGON2_ITERATIONS", "three"),
             ("ARGON2_PARALLELISM", "-4"),
@@ -776,6 +818,24 @@ mod tests {
             .try_get_matches_from(["messenger", "--no-such-setting"])
             .unwrap_err();
         assert!(ConfigError::from_clap(&unknown, &command).is_none());
+    }
+
+    #[test]
+    fn cors_origins_are_read_as_browsers_send_them() {
+        assert!(config(&[]).unwrap().cors_allowed_origins.is_empty());
+        let c = config(&[(
+            "CORS_ALLOWED_ORIGINS",
+            " http://localhost:3000, HTTPS://Chat.Example.com:443/ ,,http://[::1]:8080",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.cors_allowed_origins,
+            [
+                "http://localhost:3000",
+                "https://chat.example.com",
+                "http://[::1]:8080"
+            ]
+        );
     }
 
     #[test]

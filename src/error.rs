@@ -59,6 +59,18 @@ impl AppError {
         }
     }
 
+    /// The `detail` a client is shown: the text, FastAPI's list for 422, and nothing of
+    /// the cause of a 500.
+    pub fn detail(&self) -> serde_json::Value {
+        match self {
+            AppError::Internal(_) => json!("Internal Server Error"),
+            AppError::Unprocessable { loc, msg } => {
+                json!([{ "loc": loc, "msg": msg, "type": "value_error" }])
+            }
+            other => json!(other.to_string()),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -88,16 +100,10 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = self.to_string();
-        let body = match &self {
-            AppError::Internal(cause) => {
-                tracing::error!(error = ?cause, "request failed");
-                json!({ "detail": "Internal Server Error" })
-            }
-            AppError::Unprocessable { loc, msg } => {
-                json!({ "detail": [{ "loc": loc, "msg": msg, "type": "value_error" }] })
-            }
-            other => json!({ "detail": other.to_string() }),
-        };
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "request failed");
+        }
+        let body = json!({ "detail": self.detail() });
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {

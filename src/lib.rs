@@ -2,7 +2,8 @@
 //!
 //! Layout: `config` and `telemetry` set up the process; `startup` assembles the app;
 //! `web` (pages) and `api` (JSON) are thin layers over `store` (the only SQL) and
-//! `domain` (parsed input); `auth` says who is asking; `events` carries live updates.
+//! `domain` (parsed input); `auth` says who is asking; `events` carries live updates, over server-sent events
+//! and, for the original service's web client, `socketio`.
 
 pub mod accounts;
 pub mod api;
@@ -14,6 +15,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod socketio;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -1,7 +1,12 @@
 //! Builds the application: state, router, layers, background tasks, and a listener of
 //! its own (port 0 in tests), then serves until a shutdown signal.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    task::{self, Poll},
+    time::Duration,
+};
 
 use anyhow::Context;
 use axum::{
@@ -19,6 +24,7 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
+    cors::{AllowHeaders, AllowMethods, AllowOrigin, Cors, CorsLayer},
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
@@ -36,6 +42,7 @@ use crate::{
     config::Config,
     db::Db,
     events::EventHub,
+    socketio,
     state::AppState,
     store::{
         sending::{self, SendQueue},
@@ -119,7 +126,15 @@ impl Application {
             .with_same_site(SameSite::Lax)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(CookieDuration::days(14)));
-        let router = router(state.clone(), sessions);
+        // socket.io and CORS go in front of everything else: the socket.io transport needs
+        // neither sessions nor CSRF checks (its ticket is its credential), nor the request
+        // log and timeout (a long-poll lasts up to 25 s, and comes back at once).
+        let (socketio, _io) = socketio::layer(state.clone());
+        let app = ServiceBuilder::new()
+            .layer(CrossOriginLayer::new(&state.config.cors_allowed_origins))
+            .layer(socketio)
+            .service(router(state.clone(), sessions));
+        let router = Router::new().fallback_service(app);
         Ok(Self {
             listener,
             router,
@@ -158,8 +173,9 @@ impl Application {
     }
 }
 
-/// Serves HTTP/1.1 until `shutdown`, then waits for the open connections to finish: what
-/// `axum::serve` does, without its HTTP/2 detection. That detection (hyper-util's auto
+/// Serves HTTP/1.1 (with upgrades, for socket.io's websockets) until `shutdown`, then
+/// waits for the open connections to finish: what `axum::serve` does, without its HTTP/2
+/// detection. That detection (hyper-util's auto
 /// builder) reads the first 24 bytes itself and hands them back through a wrapper, so
 /// hyper's first read returns just those bytes and its second grows the connection's 8 KiB
 /// read buffer to 16 KiB, kept for the connection's life (every idle event stream). This
@@ -169,17 +185,17 @@ async fn serve_http1(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use futures_util::FutureExt;
-    use hyper_util::{
-        rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService,
-    };
+    use hyper_util::{rt::TokioIo, service::TowerToHyperService};
     use tower::ServiceExt;
 
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client gets 30 s to send its request head (slow-header attacks hold connections).
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
-    let graceful = GracefulShutdown::new();
+    // What hyper-util's `GracefulShutdown` does, which cannot watch a connection with
+    // upgrades: each connection holds a receiver, and is told to finish through it; the
+    // sender's `closed()` completes once every connection has.
+    let (graceful, watching) = tokio::sync::watch::channel(());
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -206,19 +222,31 @@ async fn serve_http1(
             request
         };
         let service = TowerToHyperService::new(router.clone().map_request(with_peer));
-        let connection = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), service))
-            // `map`, not `async move { connection.await }`: that future would hold the
-            // connection twice (captured, then awaited): ~0.8 KiB more per connection.
-            .map(|result| {
-                if let Err(e) = result {
-                    tracing::trace!(error = %e, "connection closed with an error");
+        // Boxed: the task below captures the box, not the connection, which it would
+        // otherwise hold twice (captured, then awaited): ~0.8 KiB more per connection.
+        let mut connection = Box::pin(
+            http.serve_connection(TokioIo::new(stream), service)
+                .with_upgrades(),
+        );
+        let mut stop = watching.clone();
+        tokio::spawn(async move {
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
                 }
-            });
-        tokio::spawn(connection);
+            };
+            if let Err(e) = result {
+                tracing::trace!(error = %e, "connection closed with an error");
+            }
+            drop(stop);
+        });
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(watching);
+    let _ = graceful.send(());
+    graceful.closed().await;
     Ok(())
 }
 
@@ -285,6 +313,78 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
         // each target) stay out of the request log and need no session.
         .route("/health", get(health))
         .with_state(state)
+}
+
+/// CORS for `/api` and `/ws` (socket.io) with the origins of `CORS_ALLOWED_ORIGINS`,
+/// credentials allowed; other origins get no `Access-Control-Allow-Origin`. Pages never
+/// get CORS headers, and with no origins configured nothing is added at all.
+#[derive(Clone)]
+struct CrossOriginLayer {
+    cors: Option<CorsLayer>,
+}
+
+impl CrossOriginLayer {
+    fn new(origins: &[String]) -> Self {
+        let origins: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        let cors = (!origins.is_empty()).then(|| {
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_credentials(true)
+                .allow_methods(AllowMethods::mirror_request())
+                .allow_headers(AllowHeaders::mirror_request())
+                .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+                .max_age(Duration::from_secs(600))
+        });
+        Self { cors }
+    }
+}
+
+impl<S: Clone> tower::Layer<S> for CrossOriginLayer {
+    type Service = CrossOrigin<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CrossOrigin {
+            cors: self.cors.as_ref().map(|cors| cors.layer(inner.clone())),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CrossOrigin<S> {
+    cors: Option<Cors<S>>,
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for CrossOrigin<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = axum::http::Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        futures_util::future::Either<tower_http::cors::ResponseFuture<S::Future>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some(cors) = &mut self.cors {
+            std::task::ready!(cors.poll_ready(cx))?;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        use futures_util::future::Either;
+        let path = request.uri().path();
+        let cross_origin = path == "/api" || path.starts_with("/api/") || path.starts_with("/ws/");
+        match &mut self.cors {
+            Some(cors) if cross_origin => Either::Left(cors.call(request)),
+            _ => Either::Right(self.inner.call(request)),
+        }
+    }
 }
 
 /// A header that only a rendered document needs, left off event streams: hyper keeps a

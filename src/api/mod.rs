@@ -11,6 +11,8 @@ use axum::Router;
 
 use crate::{error::AppError, state::AppState};
 
+pub use messages::parse_content;
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())

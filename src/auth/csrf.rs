@@ -1,7 +1,7 @@
 //! CSRF protection for requests authenticated by the session cookie.
 //!
 //! A state-changing request (not GET/HEAD/OPTIONS) is refused with 403 when its
-//! `Origin` names another site, or when it carries our session cookie but not the
+//! `Origin` names another site (other than those in `CORS_ALLOWED_ORIGINS`), or when it carries our session cookie but not the
 //! session's token, in the `X-CSRF-Token` header (htmx sends it through `hx-headers`) or
 //! a `csrf_token` form field. Requests with a bearer token are exempt: a browser never
 //! attaches one by itself.
@@ -72,6 +72,16 @@ fn same_origin(state: &AppState, request: &Request) -> bool {
     else {
         return true;
     };
+    // A front end the operator allowed (CORS_ALLOWED_ORIGINS): its requests still need the
+    // session's CSRF token when they carry the session cookie.
+    if state
+        .config
+        .cors_allowed_origins
+        .iter()
+        .any(|o| o == origin)
+    {
+        return true;
+    }
     let host = state
         .config
         .trust_proxy

@@ -52,8 +52,10 @@ impl NewEvent {
     }
 }
 
-/// Kinds that are live-only: not replayed to a stream that resumes.
-pub const EPHEMERAL_KINDS: &[&str] = &["typing"];
+/// Kinds that are live-only: not replayed to a stream that resumes. `status_ping` and
+/// `status_pong` are the original client's presence questions and answers, relayed
+/// between friends by socket.io (`crate::socketio`).
+pub const EPHEMERAL_KINDS: &[&str] = &["typing", "status_ping", "status_pong"];
 
 /// Writes events on an open connection or transaction of either backend.
 pub trait Outbox {
@@ -132,7 +134,8 @@ pub async fn for_user_between(
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let sql = format!(
         "SELECT {p} AS position, user_id, kind, payload FROM event \
-         WHERE user_id = ? AND {p} > ? AND {p} <= ? AND kind <> 'typing' \
+         WHERE user_id = ? AND {p} > ? AND {p} <= ? \
+         AND kind NOT IN ('typing', 'status_ping', 'status_pong') \
          ORDER BY {p} LIMIT ?",
         p = position(db)
     );

@@ -40,6 +40,17 @@ pub struct Message {
     pub seen: Option<bool>,
 }
 
+/// The payload of a `message` event: the message, and the sender's idempotency key when
+/// it gave one, so that its clients can match the event to the send they made (socket.io
+/// answers it as the original's `message_tracking_id`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MessageEvent<M = Message, K = String> {
+    #[serde(flatten)]
+    pub message: M,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<K>,
+}
+
 const MESSAGE_COLUMNS: &str =
     "m.message_id, m.sender_id, su.username AS sender_username, m.reciever_id, m.content, \
      m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen";

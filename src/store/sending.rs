@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{
     events::{NewEvent, Outbox},
-    messages::{self, Conversation, Message, MessageId},
+    messages::{self, Conversation, Message, MessageEvent, MessageId},
     users::{UserId, UserSummary},
 };
 use crate::{
@@ -307,7 +307,7 @@ async fn write(
             });
         }
         let mut results = Vec::with_capacity(sends.len());
-        let mut sent: Vec<(Message, Vec<UserId>)> = Vec::new();
+        let mut sent: Vec<(Message, Vec<UserId>, Option<&str>)> = Vec::new();
         for ((send, recipients), id) in sends.iter().zip(recipients).zip(ids) {
             match (recipients, id) {
                 (Err(refused), _) => results.push(Err(refused)),
@@ -324,7 +324,7 @@ async fn write(
                         last_edited_date_time: None,
                         seen: Some(false),
                     };
-                    sent.push((message.clone(), recipients));
+                    sent.push((message.clone(), recipients, send.client_key.as_deref()));
                     results.push(Ok(message));
                 }
                 (Ok(_), Some(Err(e))) => results.push(Err(e)),
@@ -332,10 +332,16 @@ async fn write(
             }
         }
         // Events in message order, so that every stream sees a conversation in id order.
-        sent.sort_by_key(|(m, _)| m.message_id);
+        sent.sort_by_key(|(m, _, _)| m.message_id);
         let events: Vec<NewEvent> = sent
             .iter()
-            .flat_map(|(m, recipients)| NewEvent::to_each("message", recipients, m))
+            .flat_map(|(message, recipients, client_key)| {
+                let payload = MessageEvent {
+                    message,
+                    client_key: *client_key,
+                };
+                NewEvent::to_each("message", recipients, &payload)
+            })
             .collect();
         tx.write_events(&events).await?;
         Ok::<_, AppError>(results)

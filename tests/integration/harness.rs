@@ -15,6 +15,9 @@ use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 pub enum Need {
     MySql,
     Browser,
+    /// python3 able to make a virtualenv (the socket.io tests' client library comes from
+    /// PyPI into one).
+    Python,
 }
 
 impl Need {
@@ -28,6 +31,9 @@ impl Need {
                 "needs a browser, and chromedriver was not found (CHROMEDRIVER, PATH): \
                  apt-get install chromium chromium-driver",
             ),
+            Need::Python if !python_venv_available() => Some(
+                "needs python3 with venv for the python-socketio client: apt-get install python3-venv",
+            ),
             _ => None,
         }
     }
@@ -36,6 +42,7 @@ impl Need {
         match self {
             Need::MySql => "MySQL (run eval \"$(scripts/start_test_db.sh)\" first)",
             Need::Browser => "a browser (apt-get install chromium chromium-driver)",
+            Need::Python => "python3 with venv (apt-get install python3-venv)",
         }
     }
 }
@@ -106,7 +113,7 @@ pub fn run() -> Conclusion {
             .and_then(|n| n.parse().ok());
     }
     let ci = in_ci();
-    let missing: Vec<Need> = [Need::MySql, Need::Browser]
+    let missing: Vec<Need> = [Need::MySql, Need::Browser, Need::Python]
         .into_iter()
         .filter(|need| need.unmet().is_some())
         .collect();
@@ -152,6 +159,19 @@ pub fn mysql_url() -> Option<String> {
     std::env::var("TEST_MYSQL_URL")
         .ok()
         .filter(|url| !url.is_empty())
+}
+
+/// Whether python3 can make a virtualenv with pip in it.
+fn python_venv_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        std::process::Command::new("python3")
+            .args(["-c", "import venv, ensurepip"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 pub fn chromedriver() -> Option<String> {
@@ -294,5 +314,8 @@ macro_rules! __need {
     };
     (browser) => {
         $crate::harness::Need::Browser
+    };
+    (python) => {
+        $crate::harness::Need::Python
     };
 }

@@ -14,6 +14,7 @@ mod limits;
 mod live;
 mod messages;
 mod pipeline;
+mod socketio;
 
 fn main() {
     harness::run().exit();
