@@ -5,6 +5,7 @@
 //! `domain` (parsed input); `auth` says who is asking; `events` carries live updates.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod auth;
@@ -14,6 +15,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod health;
+pub mod monitoring;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -5,14 +5,12 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{header, HeaderName, HeaderValue, StatusCode},
     middleware,
-    response::IntoResponse,
     routing::get,
-    Json, Router,
+    Router,
 };
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -32,10 +30,14 @@ use tower_sessions::{
 
 use crate::{
     api, assets,
-    auth::{csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
+    auth::{
+        access::AccountAccess, csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher,
+    },
     config::Config,
     db::Db,
     events::EventHub,
+    health::{self, Health},
+    monitoring,
     state::AppState,
     store::{
         sending::{self, SendQueue},
@@ -47,13 +49,16 @@ use crate::{
 
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The largest request body (`deploy/nginx.conf`'s `client_max_body_size` matches it).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
 
 pub struct Application {
     listener: TcpListener,
+    /// `METRICS_ADDR`'s listener, serving `/metrics` only.
+    metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
     shutdown: CancellationToken,
@@ -93,6 +98,24 @@ impl Application {
         ));
         let limits = Arc::new(RateLimits::new(&config, db.clone()));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
+        let access = Arc::new(
+            AccountAccess::load(&db)
+                .await
+                .context("reading disabled accounts")?,
+        );
+        tokio::spawn(access.clone().keep_fresh(db.clone(), shutdown.clone()));
+        let health = Health::start(db.clone(), shutdown.clone()).await;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => {
+                monitoring::install()?;
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("METRICS_ADDR: cannot listen on {addr}"))?,
+                )
+            }
+            None => None,
+        };
         let state = AppState {
             hasher: PasswordHasher::new(config.argon2)?,
             jwt: Arc::new(JwtKeys::new(
@@ -109,6 +132,7 @@ impl Application {
                     .context("reading the auto-increment settings")?,
             ),
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
+            access,
             db,
             config: Arc::new(config),
         };
@@ -119,9 +143,10 @@ impl Application {
             .with_same_site(SameSite::Lax)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(CookieDuration::days(14)));
-        let router = router(state.clone(), sessions);
+        let router = router(state.clone(), sessions, health);
         Ok(Self {
             listener,
+            metrics_listener,
             router,
             state,
             shutdown,
@@ -130,6 +155,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The port `/metrics` is served on, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let listener = self.metrics_listener.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -152,6 +183,13 @@ impl Application {
             signal.await;
             token.cancel();
         });
+        if let Some(listener) = self.metrics_listener {
+            let metrics = monitoring::router(self.state.clone());
+            tokio::spawn(serve_http1(listener, metrics, self.shutdown.clone()));
+            if let Ok(handle) = monitoring::install() {
+                tokio::spawn(monitoring::upkeep(handle, self.shutdown.clone()));
+            }
+        }
         let result = serve_http1(self.listener, self.router, self.shutdown.clone()).await;
         self.state.db.close().await;
         result
@@ -222,7 +260,11 @@ async fn serve_http1(
     Ok(())
 }
 
-fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
+fn router(
+    state: AppState,
+    sessions: SessionManagerLayer<DbSessionStore>,
+    db_health: Health,
+) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
@@ -246,7 +288,7 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                 .level(tracing::Level::INFO)
                 .latency_unit(tower_http::LatencyUnit::Micros),
         );
-    Router::new()
+    let mut routes = Router::new()
         .route("/static/{name}", get(assets::serve))
         .nest("/api", api::router())
         .merge(web::router(state.clone()))
@@ -280,10 +322,20 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                     header::REFERRER_POLICY,
                     for_documents("strict-origin-when-cross-origin"),
                 )),
-        )
+        );
+    if state.config.metrics_addr.is_some() {
+        // Outside the other layers, so that the time includes the session's loading; like
+        // them it wraps each route, so routing has found the route's template by then.
+        routes = routes.layer(middleware::from_fn(monitoring::track_requests));
+    }
+    routes
         // Added after the layers: the load balancer's probes (every few seconds from
-        // each target) stay out of the request log and need no session.
-        .route("/health", get(health))
+        // each target) stay out of the request log and the metrics, and need no session.
+        .route(
+            "/health",
+            get(move || std::future::ready(db_health.respond())),
+        )
+        .route("/health/live", get(|| std::future::ready(health::live())))
         .with_state(state)
 }
 
@@ -299,27 +351,6 @@ fn for_documents(
             .get(header::CONTENT_TYPE)
             .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
         (!event_stream).then(|| HeaderValue::from_static(value))
-    }
-}
-
-/// 200 when the database answers within 2 s, else 503 with the reason: the load balancer
-/// then stops sending traffic here.
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "health": "Everything OK!" }))),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check: database error");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "health": "unavailable", "detail": "database unreachable" })),
-            )
-        }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "health": "unavailable", "detail": "database did not answer within 2 s" }),
-            ),
-        ),
     }
 }
 

@@ -222,6 +222,7 @@ impl EventHub {
                     }
                 };
                 let full = batch.len() as i64 == TAIL_BATCH;
+                let newest = batch.last().map_or(cursor, |e| e.event_id);
                 let mut stalled = false;
                 for event in batch {
                     if event.event_id != cursor + 1 {
@@ -243,6 +244,10 @@ impl EventHub {
                     self.dispatch(event);
                 }
                 self.inner.watermark.store(cursor, Ordering::Release);
+                crate::monitoring::tailer_lag(
+                    newest - cursor,
+                    gap.filter(|_| stalled).map(|(_, since)| since.elapsed()),
+                );
                 if stalled || !full {
                     break;
                 }

@@ -11,3 +11,5 @@ mod friends;
 mod limits;
 mod live;
 mod messages;
+mod operations;
+mod proxy;
