@@ -4,10 +4,14 @@
 //!
 //! Recorded where they happen: HTTP requests by route template (axum's `MatchedPath`,
 //! never the raw path, so ids in paths do not multiply the series), status and latency;
-//! the send path's batch sizes and commit latency; the event tailer's lag. Read at each
-//! scrape: open event streams, the database pool, the argon2 queue.
+//! the send path's batch sizes and commit latency; the event tailer's lag. Read from the
+//! application at each scrape and written out with the rest: open event streams, the
+//! database pool, the argon2 queue (per application, not through the process-wide
+//! recorder, so that several applications in one process, as in the tests, each report
+//! their own).
 
 use std::{
+    fmt::Write as _,
     sync::OnceLock,
     time::{Duration, Instant},
 };
@@ -80,7 +84,6 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to the response head, by method and route template (an event stream: until it opened)"
     );
-    describe_gauge!(STREAMS, "Event streams open in this process");
     describe_histogram!(BATCH_SIZE, "Messages per group-committed send transaction");
     describe_histogram!(
         COMMIT_SECONDS,
@@ -96,13 +99,6 @@ fn describe() {
         metrics::Unit::Seconds,
         "How long the tailer has been waiting at a gap in the event ids"
     );
-    describe_gauge!(
-        POOL,
-        "Database connections of this process, by state (in_use, idle)"
-    );
-    describe_gauge!(POOL_MAX, "The most database connections this process opens");
-    describe_gauge!(ARGON2_QUEUED, "Password hashes waiting for a core");
-    describe_gauge!(ARGON2_RUNNING, "Password hashes being computed");
 }
 
 /// Middleware counting each request under its route template; added with
@@ -160,23 +156,59 @@ async fn scrape(State(state): State<AppState>) -> Response {
     let Some(Ok(handle)) = RECORDER.get() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    gauge!(STREAMS).set(state.events.stream_count() as f64);
+    let mut text = handle.render();
     let (size, idle, max) = db_run!(&state.db, |pool| (
         pool.size(),
         pool.num_idle() as u32,
         pool.options().get_max_connections()
     ));
-    gauge!(POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
-    gauge!(POOL, "state" => "idle").set(idle as f64);
-    gauge!(POOL_MAX).set(max as f64);
-    gauge!(ARGON2_QUEUED).set(state.hasher.queued() as f64);
-    gauge!(ARGON2_RUNNING).set(state.hasher.running() as f64);
+    let gauges: [(&str, &str, &[(&str, f64)]); 5] = [
+        (
+            STREAMS,
+            "Event streams open in this process",
+            &[("", state.events.stream_count() as f64)],
+        ),
+        (
+            POOL,
+            "Database connections of this process, by state",
+            &[
+                ("state=\"in_use\"", size.saturating_sub(idle) as f64),
+                ("state=\"idle\"", idle as f64),
+            ],
+        ),
+        (
+            POOL_MAX,
+            "The most database connections this process opens",
+            &[("", max as f64)],
+        ),
+        (
+            ARGON2_QUEUED,
+            "Password hashes waiting for a core",
+            &[("", state.hasher.queued() as f64)],
+        ),
+        (
+            ARGON2_RUNNING,
+            "Password hashes being computed",
+            &[("", state.hasher.running() as f64)],
+        ),
+    ];
+    for (name, help, samples) in gauges {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = if labels.is_empty() {
+                writeln!(text, "{name} {value}")
+            } else {
+                writeln!(text, "{name}{{{labels}}} {value}")
+            };
+        }
+        text.push('\n');
+    }
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        handle.render(),
+        text,
     )
         .into_response()
 }

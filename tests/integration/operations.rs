@@ -159,6 +159,15 @@ async fn metrics_are_served_on_their_own_port(backend: Backend) {
         text.contains("# HELP messenger_http_requests_total"),
         "{text}"
     );
+    let mut families: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+    let all = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(families.len(), all, "each family once: {text}");
+    assert!(
+        families.contains(&"# TYPE messenger_event_streams gauge"),
+        "{text}"
+    );
 
     drop(stream);
     tokio::time::sleep(Duration::from_millis(200)).await;
