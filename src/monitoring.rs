@@ -162,47 +162,40 @@ async fn scrape(State(state): State<AppState>) -> Response {
         pool.num_idle() as u32,
         pool.options().get_max_connections()
     ));
-    let gauges: [(&str, &str, &[(&str, f64)]); 5] = [
-        (
-            STREAMS,
-            "Event streams open in this process",
-            &[("", state.events.stream_count() as f64)],
-        ),
-        (
-            POOL,
-            "Database connections of this process, by state",
-            &[
-                ("state=\"in_use\"", size.saturating_sub(idle) as f64),
-                ("state=\"idle\"", idle as f64),
-            ],
-        ),
-        (
-            POOL_MAX,
-            "The most database connections this process opens",
-            &[("", max as f64)],
-        ),
-        (
-            ARGON2_QUEUED,
-            "Password hashes waiting for a core",
-            &[("", state.hasher.queued() as f64)],
-        ),
-        (
-            ARGON2_RUNNING,
-            "Password hashes being computed",
-            &[("", state.hasher.running() as f64)],
-        ),
+    let streams = state.events.stream_count() as f64;
+    write_gauge(
+        &mut text,
+        STREAMS,
+        "Event streams open in this process",
+        &[("", streams)],
+    );
+    let in_use = size.saturating_sub(idle) as f64;
+    let pool = [
+        ("state=\"in_use\"", in_use),
+        ("state=\"idle\"", idle as f64),
     ];
-    for (name, help, samples) in gauges {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, value) in samples {
-            let _ = if labels.is_empty() {
-                writeln!(text, "{name} {value}")
-            } else {
-                writeln!(text, "{name}{{{labels}}} {value}")
-            };
-        }
-        text.push('\n');
-    }
+    write_gauge(
+        &mut text,
+        POOL,
+        "Database connections of this process, by state",
+        &pool,
+    );
+    let most = "The most database connections this process opens";
+    write_gauge(&mut text, POOL_MAX, most, &[("", max as f64)]);
+    let queued = state.hasher.queued() as f64;
+    write_gauge(
+        &mut text,
+        ARGON2_QUEUED,
+        "Password hashes waiting for a core",
+        &[("", queued)],
+    );
+    let running = state.hasher.running() as f64;
+    write_gauge(
+        &mut text,
+        ARGON2_RUNNING,
+        "Password hashes being computed",
+        &[("", running)],
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -211,4 +204,18 @@ async fn scrape(State(state): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// Appends one gauge family in Prometheus' text format: `samples` are (labels, value), the
+/// labels already formatted (`state="idle"`) or empty.
+fn write_gauge(text: &mut String, name: &str, help: &str, samples: &[(&str, f64)]) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let _ = if labels.is_empty() {
+            writeln!(text, "{name} {value}")
+        } else {
+            writeln!(text, "{name}{{{labels}}} {value}")
+        };
+    }
+    text.push('\n');
 }

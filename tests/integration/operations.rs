@@ -265,11 +265,18 @@ async fn admin(database: &TestDatabase, args: &[&str], stdin: &str) -> Ran {
         .await
         .expect("admin finishes within 60 s")
         .unwrap();
-    Ran {
+    let ran = Ran {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    };
+    assert!(
+        !ran.stderr.contains("unrecognized subcommand 'admin'"),
+        "{} is not this build's binary: another checkout built into the same CARGO_TARGET_DIR \
+         meanwhile; run the test again",
+        env!("CARGO_BIN_EXE_messenger")
+    );
+    ran
 }
 
 /// Runs an admin command that must succeed, and returns what it printed.
