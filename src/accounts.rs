@@ -7,7 +7,10 @@ use crate::{
     domain::{Email, Password, Username},
     error::AppError,
     state::AppState,
-    store::users::{self, Taken, User},
+    store::{
+        access,
+        users::{self, Taken, User},
+    },
 };
 
 /// A field the sign-up form got wrong, with the original's message.
@@ -133,8 +136,8 @@ pub async fn sign_in(
         .hasher
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
-    match (user, verified) {
-        (Some(user), Verified::Yes) => Ok(Some(user)),
+    let user = match (user, verified) {
+        (Some(user), Verified::Yes) => user,
         (Some(mut user), Verified::YesRehashed(hash)) => {
             users::set_password_hash(&state.db, user.user_id, &hash).await?;
             tracing::info!(
@@ -142,10 +145,16 @@ pub async fn sign_in(
                 "password hash upgraded to current parameters"
             );
             user.password_hash = hash;
-            Ok(Some(user))
+            user
         }
-        _ => Ok(None),
+        _ => return Ok(None),
+    };
+    // Only said to whoever knows the password. Read from the database, not the
+    // once-a-second copy, so that no sign-in slips through right after `admin disable`.
+    if access::is_disabled(&state.db, user.user_id).await? {
+        return Err(AppError::Forbidden("this account is disabled".into()));
     }
+    Ok(Some(user))
 }
 
 /// Changes the password after checking the current one. Returns the updated user; every

@@ -161,6 +161,12 @@ pub struct Settings {
     )]
     pub bind_addr: SocketAddr,
 
+    /// Where to serve Prometheus metrics (GET /metrics), host:port, on a listener of its own;
+    /// unset, there is none. Not for the public: loopback for a sidecar, or a port only the
+    /// scraper can reach
+    #[arg(long, env = "METRICS_ADDR", value_parser = socket_addr)]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// development or production; production makes JWT_SECRET mandatory and cookies Secure
     #[arg(long, env = "APP_ENV", default_value = "development", value_parser = app_env)]
     pub app_env: AppEnv,
@@ -319,6 +325,8 @@ pub struct Config {
     pub database_url: Secret,
     pub pool_size: u32,
     pub bind_addr: SocketAddr,
+    /// `METRICS_ADDR`: where `/metrics` is served; `None`, nowhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub jwt_secret: Secret,
     pub jwt_secret_previous: Option<Secret>,
     pub production: bool,
@@ -402,6 +410,7 @@ impl Config {
             database_url,
             pool_size: s.database_pool_size.unwrap_or(s.rds_pool_size),
             bind_addr: s.bind_addr,
+            metrics_addr: s.metrics_addr,
             jwt_secret,
             jwt_secret_previous: s.jwt_secret_previous,
             production,

@@ -6,6 +6,7 @@
 //! and, for the original service's web client, `socketio`.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod auth;
@@ -15,6 +16,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod health;
+pub mod monitoring;
 pub mod socketio;
 pub mod startup;
 pub mod state;

@@ -1,9 +1,10 @@
-//! The `messenger` command: `serve` (the default), `migrate`, `healthcheck`.
+//! The `messenger` command: `serve` (the default), `migrate`, `healthcheck`, `admin`.
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use messenger::{
+    admin::{self, AdminCommand, AdminError},
     config::{self, Config, ConfigError, Settings},
     db::Db,
     startup::{shutdown_signal, Application},
@@ -31,6 +32,12 @@ enum Command {
     Migrate,
     /// Request /health on BIND_ADDR; exit 0 when healthy, 1 otherwise (Docker and ECS use it).
     Healthcheck,
+    /// An operator's commands against the database: accounts and counts (exit 2 for bad
+    /// input, 1 when the database fails)
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
 }
 
 /// jemalloc rather than glibc's malloc: with it, and the options below, the hyper buffers
@@ -67,6 +74,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return configuration_error(e),
     };
+    if let Some(Command::Admin { command }) = cli.command {
+        return run_admin(config, command);
+    }
     run(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Migrate => migrate(config).await,
@@ -97,6 +107,24 @@ fn run(work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode 
     match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `messenger admin …`: one line on stderr and exit code 2 for bad input, 1 for a failure.
+fn run_admin(config: Config, command: AdminCommand) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    match runtime.block_on(admin::run(&config, command, &mut stdin, &mut stdout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(AdminError::Refused(problem)) => {
+            eprintln!("error: {problem}");
+            ExitCode::from(2)
+        }
+        Err(AdminError::Failed(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

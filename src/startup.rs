@@ -10,14 +10,12 @@ use std::{
 
 use anyhow::Context;
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{header, HeaderName, HeaderValue, StatusCode},
     middleware,
-    response::IntoResponse,
     routing::get,
-    Json, Router,
+    Router,
 };
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -38,11 +36,14 @@ use tower_sessions::{
 
 use crate::{
     api, assets,
-    auth::{csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
+    auth::{
+        access::AccountAccess, csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher,
+    },
     config::Config,
     db::Db,
     events::EventHub,
-    socketio,
+    health::{self, Health},
+    monitoring, socketio,
     state::AppState,
     store::{
         sending::{self, SendQueue},
@@ -54,13 +55,16 @@ use crate::{
 
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The largest request body (`deploy/nginx.conf`'s `client_max_body_size` matches it).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
 
 pub struct Application {
     listener: TcpListener,
+    /// `METRICS_ADDR`'s listener, serving `/metrics` only.
+    metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
     shutdown: CancellationToken,
@@ -100,6 +104,24 @@ impl Application {
         ));
         let limits = Arc::new(RateLimits::new(&config, db.clone()));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
+        let access = Arc::new(
+            AccountAccess::load(&db)
+                .await
+                .context("reading disabled accounts")?,
+        );
+        tokio::spawn(access.clone().keep_fresh(db.clone(), shutdown.clone()));
+        let health = Health::start(db.clone(), shutdown.clone()).await;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => {
+                monitoring::install()?;
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("METRICS_ADDR: cannot listen on {addr}"))?,
+                )
+            }
+            None => None,
+        };
         let state = AppState {
             hasher: PasswordHasher::new(config.argon2)?,
             jwt: Arc::new(JwtKeys::new(
@@ -116,6 +138,7 @@ impl Application {
                     .context("reading the auto-increment settings")?,
             ),
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
+            access,
             db,
             config: Arc::new(config),
         };
@@ -133,10 +156,11 @@ impl Application {
         let app = ServiceBuilder::new()
             .layer(CrossOriginLayer::new(&state.config.cors_allowed_origins))
             .layer(socketio)
-            .service(router(state.clone(), sessions));
+            .service(router(state.clone(), sessions, health));
         let router = Router::new().fallback_service(app);
         Ok(Self {
             listener,
+            metrics_listener,
             router,
             state,
             shutdown,
@@ -145,6 +169,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The port `/metrics` is served on, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let listener = self.metrics_listener.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -167,6 +197,13 @@ impl Application {
             signal.await;
             token.cancel();
         });
+        if let Some(listener) = self.metrics_listener {
+            let metrics = monitoring::router(self.state.clone());
+            tokio::spawn(serve_http1(listener, metrics, self.shutdown.clone()));
+            if let Ok(handle) = monitoring::install() {
+                tokio::spawn(monitoring::upkeep(handle, self.shutdown.clone()));
+            }
+        }
         let result = serve_http1(self.listener, self.router, self.shutdown.clone()).await;
         self.state.db.close().await;
         result
@@ -250,7 +287,11 @@ async fn serve_http1(
     Ok(())
 }
 
-fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Router {
+fn router(
+    state: AppState,
+    sessions: SessionManagerLayer<DbSessionStore>,
+    db_health: Health,
+) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
@@ -274,7 +315,7 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                 .level(tracing::Level::INFO)
                 .latency_unit(tower_http::LatencyUnit::Micros),
         );
-    Router::new()
+    let mut routes = Router::new()
         .route("/static/{name}", get(assets::serve))
         .nest("/api", api::router())
         .merge(web::router(state.clone()))
@@ -308,10 +349,20 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                     header::REFERRER_POLICY,
                     for_documents("strict-origin-when-cross-origin"),
                 )),
-        )
+        );
+    if state.config.metrics_addr.is_some() {
+        // Outside the other layers, so that the time includes the session's loading; like
+        // them it wraps each route, so routing has found the route's template by then.
+        routes = routes.layer(middleware::from_fn(monitoring::track_requests));
+    }
+    routes
         // Added after the layers: the load balancer's probes (every few seconds from
-        // each target) stay out of the request log and need no session.
-        .route("/health", get(health))
+        // each target) stay out of the request log and the metrics, and need no session.
+        .route(
+            "/health",
+            get(move || std::future::ready(db_health.respond())),
+        )
+        .route("/health/live", get(|| std::future::ready(health::live())))
         .with_state(state)
 }
 
@@ -399,27 +450,6 @@ fn for_documents(
             .get(header::CONTENT_TYPE)
             .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
         (!event_stream).then(|| HeaderValue::from_static(value))
-    }
-}
-
-/// 200 when the database answers within 2 s, else 503 with the reason: the load balancer
-/// then stops sending traffic here.
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "health": "Everything OK!" }))),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check: database error");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "health": "unavailable", "detail": "database unreachable" })),
-            )
-        }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "health": "unavailable", "detail": "database did not answer within 2 s" }),
-            ),
-        ),
     }
 }
 

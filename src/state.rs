@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::{
-    auth::{jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
+    auth::{access::AccountAccess, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
     config::Config,
     db::Db,
     events::EventHub,
@@ -24,6 +24,8 @@ pub struct AppState {
     pub sends: SendQueue,
     /// User ids and names, remembered for the hot paths.
     pub directory: Arc<Directory>,
+    /// Disabled accounts and sign-outs everywhere, as an operator decided them.
+    pub access: Arc<AccountAccess>,
 }
 
 impl FromRef<AppState> for Db {

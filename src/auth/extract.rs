@@ -47,13 +47,17 @@ fn access_token(parts: &Parts) -> Result<Option<&str>, AppError> {
     bearer_token(parts).map(Some).ok_or(AppError::Unauthorized)
 }
 
-/// The user id a valid token of `kind` names.
+/// The user id a valid token of `kind` names, unless an operator disabled the account or
+/// signed it out everywhere since the token was issued.
 fn token_user_id(state: &AppState, token: &str, kind: TokenKind) -> Result<i32, AppError> {
     let claims = state
         .jwt
         .verify(token, kind)
         .ok_or(AppError::Unauthorized)?;
     let user_id = i32::try_from(claims.user_id).map_err(|_| AppError::Unauthorized)?;
+    if !state.access.allows(user_id, Some(claims.issued_at())) {
+        return Err(AppError::Unauthorized);
+    }
     crate::telemetry::record_user(user_id);
     Ok(user_id)
 }
@@ -80,11 +84,14 @@ pub async fn user_from_session_parts(
         return Ok(None);
     };
     match users::by_id(&state.db, user_id).await? {
-        Some(user) if super::fingerprint_matches(&user, &fingerprint) => {
+        Some(user)
+            if super::fingerprint_matches(&user, &fingerprint)
+                && state.access.allows(user.user_id, None) =>
+        {
             crate::telemetry::record_user(user.user_id);
             Ok(Some(user))
         }
-        // The password changed in another session, or the account is gone.
+        // The password changed in another session, the account was disabled, or it is gone.
         _ => {
             let _ = session.flush().await;
             Ok(None)

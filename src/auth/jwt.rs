@@ -3,6 +3,10 @@
 //! Access tokens live 30 minutes. Socket tickets are shorter-lived JWTs with an extra
 //! `purpose` claim; they open the event stream and nothing else. During a secret
 //! rotation tokens signed with `JWT_SECRET_PREVIOUS` are still accepted.
+//!
+//! `user_id` is written as a string (`"3"`), as the original wrote it, since its clients
+//! read the claims without verifying them; a number is accepted too (tokens issued
+//! before this matched the original).
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -15,12 +19,47 @@ const TICKET_PURPOSE: &str = "event-stream";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    #[serde(with = "user_id_claim")]
     pub user_id: i64,
     pub username: String,
     pub email: String,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+}
+
+impl Claims {
+    /// When the token was issued (Unix seconds): its expiry less its kind's lifetime.
+    pub fn issued_at(&self) -> i64 {
+        let minutes = match self.purpose.as_deref() {
+            Some(TICKET_PURPOSE) => TICKET_MINUTES,
+            _ => ACCESS_TOKEN_MINUTES,
+        };
+        self.exp - minutes * 60
+    }
+}
+
+/// `user_id` as the original wrote it, a string of digits; read back from a string or
+/// a number.
+mod user_id_claim {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(user_id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(user_id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(i64),
+            Text(String),
+        }
+        match Either::deserialize(deserializer)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(text) => text.parse().map_err(D::Error::custom),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -136,6 +175,54 @@ mod tests {
         );
         let t = old.issue(3, "bob", "bob@example.com", TokenKind::Access);
         assert_eq!(rotated.verify(&t, TokenKind::Access).unwrap().user_id, 3);
+    }
+
+    #[test]
+    fn user_id_is_a_string_as_the_originals_and_a_number_is_accepted() {
+        let k = keys("current-secret-0123456789");
+        let t = k.issue(3, "carol", "carol@example.com", TokenKind::Access);
+        let payload = t.split('.').nth(1).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&base64_url_decode(payload).expect("the payload is base64url"))
+                .unwrap();
+        assert_eq!(json["user_id"], "3");
+        let numeric = serde_json::json!({
+            "user_id": 3, "username": "carol", "email": "carol@example.com",
+            "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 60,
+        });
+        let numeric = encode(
+            &Header::default(),
+            &numeric,
+            &EncodingKey::from_secret(b"current-secret-0123456789"),
+        )
+        .unwrap();
+        assert_eq!(k.verify(&numeric, TokenKind::Access).unwrap().user_id, 3);
+        let issued = k.verify(&t, TokenKind::Access).unwrap().issued_at();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((now - issued).abs() <= 1, "issued {issued}, now {now}");
+    }
+
+    fn base64_url_decode(text: &str) -> Option<Vec<u8>> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'-' => Some(62),
+            b'_' => Some(63),
+            _ => None,
+        };
+        let mut bits = 0u32;
+        let mut count = 0;
+        let mut out = Vec::new();
+        for c in text.bytes() {
+            bits = (bits << 6) | u32::from(value(c)?);
+            count += 6;
+            if count >= 8 {
+                count -= 8;
+                out.push((bits >> count) as u8);
+            }
+        }
+        Some(out)
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Who is asking: passwords, sessions, bearer tokens, CSRF and brute-force limits.
 //! Handlers never read credentials themselves; they take an extractor from here.
 
+pub mod access;
 pub mod csrf;
 pub mod extract;
 pub mod jwt;

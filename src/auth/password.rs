@@ -4,7 +4,10 @@
 //! and the rest wait their turn on a semaphore: a burst of sign-ins neither stalls the
 //! runtime nor exhausts memory.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
 
 use anyhow::Context;
 use argon2::{
@@ -13,7 +16,7 @@ use argon2::{
     },
     Algorithm, Argon2, Params, Version,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::{config::Argon2Cost, domain::Password, telemetry::spawn_blocking_with_tracing};
 
@@ -21,6 +24,9 @@ use crate::{config::Argon2Cost, domain::Password, telemetry::spawn_blocking_with
 pub struct PasswordHasher {
     cost: Argon2Cost,
     permits: Arc<Semaphore>,
+    cores: usize,
+    /// Hashes waiting for a permit (the argon2 queue, for the metrics).
+    waiting: Arc<AtomicUsize>,
     /// A real hash to verify against when the account does not exist, so an unknown
     /// email costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -44,13 +50,39 @@ impl PasswordHasher {
         Ok(Self {
             cost,
             permits: Arc::new(Semaphore::new(cores)),
+            cores,
+            waiting: Arc::new(AtomicUsize::new(0)),
             dummy_hash: dummy_hash.into(),
         })
     }
 
+    /// Hashes waiting for a core.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Hashes being computed now.
+    pub fn running(&self) -> usize {
+        self.cores.saturating_sub(self.permits.available_permits())
+    }
+
+    /// A core's permit, counted in [`Self::queued`] while it is awaited (also when the
+    /// caller gives up waiting).
+    async fn permit(&self) -> anyhow::Result<SemaphorePermit<'_>> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        self.permits.acquire().await.context("hasher closed")
+    }
+
     #[tracing::instrument(skip_all)]
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
+        let _permit = self.permit().await?;
         let cost = self.cost;
         let password = password.expose().to_string();
         spawn_blocking_with_tracing(move || hash_blocking(cost, &password))
@@ -62,7 +94,7 @@ impl PasswordHasher {
     /// account, so both paths take the same time.
     #[tracing::instrument(skip_all)]
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> anyhow::Result<Verified> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
+        let _permit = self.permit().await?;
         let cost = self.cost;
         let password = password.to_string();
         let exists = stored.is_some();

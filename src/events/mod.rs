@@ -48,7 +48,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{mpsc, Notify};
@@ -253,6 +253,8 @@ impl EventHub {
                 _ = tokio::time::sleep(poll_interval) => {}
                 _ = self.inner.shutdown.cancelled() => return,
             }
+            let tick = Instant::now();
+            let mut behind = 0i64;
             // MySQL: number what has committed since the last tick (nothing on SQLite).
             loop {
                 match event_store::assign_positions(&self.inner.db, NUMBERING_BATCH).await {
@@ -276,6 +278,8 @@ impl EventHub {
                 let Some(last) = batch.last() else { break };
                 // Positions have no gaps but for pruned or deleted rows: nothing to wait for.
                 cursor = last.position;
+                behind += batch.len() as i64;
+                crate::monitoring::tailer_lag(behind, tick.elapsed());
                 self.dispatch(batch);
                 if !full {
                     break;

@@ -122,6 +122,7 @@ async fn write_batches(
             }
         }
         let (sends, replies): (Vec<Outgoing>, Vec<Reply>) = batch.into_iter().unzip();
+        let started = std::time::Instant::now();
         let results = match write(&db, &sends, consecutive_ids).await {
             Ok(results) => results,
             // The transaction failed as a whole: try each send alone, so that only the
@@ -139,6 +140,7 @@ async fn write_batches(
             }
             Err(e) => vec![Err(e)],
         };
+        crate::monitoring::send_batch(sends.len(), started.elapsed());
         for (reply, result) in replies.into_iter().zip(results) {
             // The caller may have gone (a closed connection); the message stays sent.
             let _ = reply.send(result);

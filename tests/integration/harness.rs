@@ -18,6 +18,8 @@ pub enum Need {
     /// python3 able to make a virtualenv (the socket.io tests' client library comes from
     /// PyPI into one).
     Python,
+    /// nginx (Debian's, at /usr/sbin/nginx) and openssl, for the proxy test.
+    Nginx,
 }
 
 impl Need {
@@ -31,6 +33,9 @@ impl Need {
                 "needs a browser, and chromedriver was not found (CHROMEDRIVER, PATH): \
                  apt-get install chromium chromium-driver",
             ),
+            Need::Nginx if !nginx_available() => Some(
+                "needs /usr/sbin/nginx and openssl: apt-get install nginx openssl",
+            ),
             Need::Python if !python_venv_available() => Some(
                 "needs python3 with venv for the python-socketio client: apt-get install python3-venv",
             ),
@@ -43,6 +48,7 @@ impl Need {
             Need::MySql => "MySQL (run eval \"$(scripts/start_test_db.sh)\" first)",
             Need::Browser => "a browser (apt-get install chromium chromium-driver)",
             Need::Python => "python3 with venv (apt-get install python3-venv)",
+            Need::Nginx => "nginx (apt-get install nginx openssl)",
         }
     }
 }
@@ -113,7 +119,7 @@ pub fn run() -> Conclusion {
             .and_then(|n| n.parse().ok());
     }
     let ci = in_ci();
-    let missing: Vec<Need> = [Need::MySql, Need::Browser, Need::Python]
+    let missing: Vec<Need> = [Need::MySql, Need::Browser, Need::Python, Need::Nginx]
         .into_iter()
         .filter(|need| need.unmet().is_some())
         .collect();
@@ -159,6 +165,16 @@ pub fn mysql_url() -> Option<String> {
     std::env::var("TEST_MYSQL_URL")
         .ok()
         .filter(|url| !url.is_empty())
+}
+
+/// Whether the proxy test's nginx and the openssl it makes a certificate with are here.
+fn nginx_available() -> bool {
+    std::path::Path::new("/usr/sbin/nginx").exists()
+        && std::process::Command::new("openssl")
+            .arg("version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 /// Whether python3 can make a virtualenv with pip in it.
@@ -317,5 +333,8 @@ macro_rules! __need {
     };
     (python) => {
         $crate::harness::Need::Python
+    };
+    (nginx) => {
+        $crate::harness::Need::Nginx
     };
 }

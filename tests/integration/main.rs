@@ -13,7 +13,9 @@ mod friends;
 mod limits;
 mod live;
 mod messages;
+mod operations;
 mod pipeline;
+mod proxy;
 mod socketio;
 
 fn main() {
