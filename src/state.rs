@@ -5,10 +5,15 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::{
-    auth::{jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
+    auth::{
+        jwt::JwtKeys,
+        limits::{RateLimits, StreamSlots},
+        password::PasswordHasher,
+    },
     config::Config,
     db::Db,
     events::EventHub,
+    mail::Mailer,
     store::{sending::SendQueue, users::Directory},
 };
 
@@ -24,6 +29,10 @@ pub struct AppState {
     pub sends: SendQueue,
     /// User ids and names, remembered for the hot paths.
     pub directory: Arc<Directory>,
+    /// Outgoing mail, sent off the request path.
+    pub mailer: Mailer,
+    /// Open event streams per user.
+    pub streams: Arc<StreamSlots>,
 }
 
 impl FromRef<AppState> for Db {

@@ -1,5 +1,6 @@
 //! The JSON API under `/api`, compatible with the original service.
 
+mod account;
 mod auth;
 mod events;
 pub mod extract;
@@ -13,6 +14,7 @@ use crate::{error::AppError, state::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(account::router())
         .merge(auth::router())
         .merge(users::router())
         .merge(friends::router())

@@ -1,6 +1,9 @@
 //! The only place with SQL. Pages and API handlers call these functions; each is one
 //! query or one short transaction, written once for both backends with `db_run!`.
 
+pub mod account_data;
+pub mod account_tokens;
+pub mod api_tokens;
 pub mod events;
 pub mod friends;
 pub mod limits;

@@ -192,6 +192,7 @@ async fn send_request(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
+    state.limits.check_friend_request(ctx.user.user_id).await?;
     let other = input.user(&state).await?;
     friend_store::request(&state.db, &ctx.user, &other).await?;
     after_action(&state, ctx).await

@@ -248,6 +248,7 @@ pub(super) async fn typing(
     ctx: Ctx,
     path: ConvPath,
 ) -> AppResult<StatusCode> {
+    state.limits.check_typing(ctx.user.user_id)?;
     let conv = path.resolve(&state, &ctx.user).await?.conversation();
     messages::typing(&state.db, &ctx.user, conv).await?;
     state.events.wake();
