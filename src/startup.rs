@@ -350,7 +350,8 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                     header::X_FRAME_OPTIONS,
                     for_documents("DENY"),
                 ))
-                .layer(SetResponseHeaderLayer::overriding(
+                // A page may ask for less (the reset form: its address holds a secret).
+                .layer(SetResponseHeaderLayer::if_not_present(
                     header::REFERRER_POLICY,
                     for_documents("strict-origin-when-cross-origin"),
                 )),

@@ -11,3 +11,4 @@ mod friends;
 mod limits;
 mod live;
 mod messages;
+mod password_reset;
