@@ -12,3 +12,4 @@ mod limits;
 mod live;
 mod messages;
 mod password_reset;
+mod sessions;
