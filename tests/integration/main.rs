@@ -13,3 +13,4 @@ mod live;
 mod messages;
 mod password_reset;
 mod sessions;
+mod tokens;
