@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod account_data;
 mod accounts;
 mod browser;
 mod deployment;

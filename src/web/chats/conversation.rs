@@ -48,7 +48,7 @@ impl MessageView {
             sender: m
                 .sender_username
                 .clone()
-                .unwrap_or_else(|| "deleted account".into()),
+                .unwrap_or_else(|| "deleted user".into()),
             sender_id: m.sender_id.unwrap_or(0),
             html: message_html(&m.content),
             raw: m.content.clone(),
