@@ -370,6 +370,8 @@ pub struct ConversationSummary {
     pub id: i32,
     /// The other user's name, or the group's.
     pub name: String,
+    /// The other user's display name, if they set one.
+    pub display_name: Option<String>,
     pub last_message_id: Option<i32>,
     pub last_message: Option<String>,
     pub last_sender_id: Option<i32>,
@@ -381,7 +383,7 @@ pub struct ConversationSummary {
 /// Every conversation of `me`, most recent first, with unread counts: one query.
 #[tracing::instrument(skip(db))]
 pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSummary>> {
-    let sql = "SELECT conv.kind, conv.id, COALESCE(u.username, g.name, '') AS name, \
+    let sql = "SELECT conv.kind, conv.id, COALESCE(u.username, g.name, '') AS name, u.display_name, \
                  conv.last_id AS last_message_id, lm.content AS last_message, lm.sender_id AS last_sender_id, \
                  lm.created_date_time AS last_message_at, CAST(COALESCE(conv.unread, 0) AS SIGNED) AS unread \
           FROM ( \

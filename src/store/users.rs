@@ -219,6 +219,28 @@ pub async fn password_hash_parameters(db: &Db) -> Result<Vec<String>, sqlx::Erro
     }
 }
 
+/// The display names of these users (those who set one).
+pub async fn display_names(
+    db: &Db,
+    ids: &[UserId],
+) -> Result<std::collections::HashMap<UserId, String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(UserId, String)> = db_run!(db, |pool| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT user_id, display_name FROM user WHERE display_name IS NOT NULL AND user_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build_query_as::<(UserId, String)>().fetch_all(pool).await
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Sets or clears the display name.
 #[tracing::instrument(skip(db))]
 pub async fn set_display_name(

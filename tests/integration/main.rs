@@ -8,6 +8,7 @@ mod account_data;
 mod accounts;
 mod browser;
 mod deployment;
+mod display_names;
 mod foundation;
 mod friends;
 mod limits;

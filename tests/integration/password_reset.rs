@@ -184,7 +184,7 @@ fn unfold_quoted_printable(mail: &str) -> String {
 /// The first link in `mail` whose path starts with `path`.
 pub fn link_in(mail: &str, path: &str) -> String {
     let start = mail
-        .find(&format!("http://127.0.0.1:"))
+        .find("http://127.0.0.1:")
         .and_then(|i| mail[i..].find(path).map(|j| i + j))
         .unwrap_or_else(|| panic!("no {path} link in the mail:\n{mail}"));
     let from = mail[..start].rfind("http://").unwrap();
