@@ -96,7 +96,8 @@ mod tests {
     #[test]
     fn initials_and_colours() {
         assert_eq!(Person::new("ada.l", Some("Ada Lovelace")).initials, "AL");
-        assert_eq!(Person::new("ada.l", None).initials, "A");
+        assert_eq!(Person::new("ada.l", None).initials, "AL");
+        assert_eq!(Person::new("ada", None).initials, "A");
         assert_eq!(Person::new("émile_z", Some("  ")).name, "émile_z");
         assert_eq!(Person::new("x", Some("émile zola jr")).initials, "ÉZ");
         assert_eq!(Person::new("x", Some("--")).initials, "?");
