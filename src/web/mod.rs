@@ -264,3 +264,52 @@ fn generic_message(status: StatusCode) -> &'static str {
         _ => "That did not work. Please check and try again.",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::{to_bytes, Body},
+        http::{header, Request, StatusCode},
+        middleware,
+        routing::get,
+        Router,
+    };
+    use tower::ServiceExt;
+
+    /// What `TimeoutLayer` answers (408, no body) reaches each kind of client in its form.
+    #[tokio::test]
+    async fn a_timeout_reaches_a_page_as_html_htmx_as_text_and_the_api_as_json() {
+        let timed_out = || async { StatusCode::REQUEST_TIMEOUT };
+        let app = Router::new()
+            .route("/chats", get(timed_out))
+            .route("/api/users/", get(timed_out))
+            .layer(middleware::from_fn(super::shape_errors));
+        let call = |path: &str, htmx: bool| {
+            let mut request = Request::get(path);
+            if htmx {
+                request = request.header("hx-request", "true");
+            }
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        for (path, htmx, content_type, text) in [
+            ("/chats", false, "text/html", "<!doctype html>"),
+            ("/chats", true, "text/plain", "The request took too long"),
+            (
+                "/api/users/",
+                false,
+                "application/json",
+                r#"{"detail":"The request took too long. Please try again."}"#,
+            ),
+        ] {
+            let response = call(path, htmx).await.unwrap();
+            assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+            assert!(response.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type));
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(body.contains(text), "{path} {htmx}: {body}");
+        }
+    }
+}
