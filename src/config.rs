@@ -453,6 +453,17 @@ impl Config {
             iterations: s.argon2_iterations,
             parallelism: s.argon2_parallelism,
         };
+        if production && s.public_url.is_none() {
+            warnings.push(
+                "PUBLIC_URL is not set: links in mail (password resets) point at the listening address".into(),
+            );
+        }
+        if production && s.smtp_url.is_none() {
+            warnings.push(
+                "SMTP_URL is not set: mail (password resets) is written to the log instead of sent"
+                    .into(),
+            );
+        }
         if argon2 != Argon2Cost::default() {
             warnings.push(format!(
                 "argon2 cost lowered by ARGON2_* to {argon2:?}: for tests only"

@@ -268,7 +268,18 @@ async fn serve_http1(
 /// Answers one request on a connection over `MAX_CONNECTIONS` with 429 and closes it.
 async fn refuse_connection(stream: tokio::net::TcpStream) {
     use hyper_util::rt::TokioIo;
-    tracing::warn!("MAX_CONNECTIONS reached: a connection was refused with 429");
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // One warning per 10 s at most: a flood of connections must not flood the log too.
+    static LAST_WARNED: AtomicI64 = AtomicI64::new(0);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let last = LAST_WARNED.load(Ordering::Relaxed);
+    if now - last >= 10
+        && LAST_WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("MAX_CONNECTIONS reached: connections are refused with 429");
+    }
     let service = hyper::service::service_fn(|_request| async {
         let body = r#"{"detail":"too many open connections; try again shortly"}"#;
         let response = hyper::Response::builder()
