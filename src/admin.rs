@@ -17,7 +17,6 @@ use crate::{
     domain::{Email, Password, Username},
     store::{
         access,
-        sessions::DbSessionStore,
         users::{self, Taken, User},
     },
 };
@@ -104,8 +103,6 @@ pub async fn run(
     if config.migrate_on_start {
         db.migrate().await.map_err(anyhow::Error::from)?;
     }
-    // The session table is the session store's own; make it where no server ran yet.
-    DbSessionStore::new(&db).await?;
     let result = execute(config, &db, command, parsed, new_password, out).await;
     db.close().await;
     result

@@ -255,6 +255,57 @@ pub struct Settings {
     /// socket.io with credentials (CORS); empty: none, the API serves only its own origin
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_parser = allowed_origins)]
     pub cors_allowed_origins: Option<AllowedOrigins>,
+    /// Password-reset requests per hour per email address; each client address (IPv6:
+    /// each /64) gets five times as many; counted over every process sharing the database
+    #[arg(
+        long, env = "PASSWORD_RESETS_PER_HOUR", default_value = "3",
+        value_parser = number::<u32>
+    )]
+    pub password_resets_per_hour: u32,
+
+    /// Friend requests per hour per user, counted over every process sharing the database
+    #[arg(
+        long, env = "FRIEND_REQUESTS_PER_HOUR", default_value = "30",
+        value_parser = number::<u32>
+    )]
+    pub friend_requests_per_hour: u32,
+
+    /// Open connections per process; a connection beyond it is answered 429 and closed
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "8192", value_parser = at_least_one)]
+    pub max_connections: u32,
+
+    /// Open event streams per user per process; a stream beyond it is answered 429
+    #[arg(
+        long, env = "MAX_STREAMS_PER_USER", default_value = "10", value_parser = at_least_one
+    )]
+    pub max_streams_per_user: u32,
+
+    /// Where mail goes (password resets, address checks): smtp://HOST:PORT (no TLS, a relay
+    /// on localhost), smtp://USER:PASSWORD@HOST:587?tls=required (STARTTLS) or
+    /// smtps://USER:PASSWORD@HOST:465; unset, each mail's text (with its link) is written
+    /// to the log with a warning
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, value_parser = smtp_url)]
+    pub smtp_url: Option<Secret>,
+
+    /// The sender of that mail
+    #[arg(
+        long, env = "MAIL_FROM", default_value = "messenger@localhost",
+        value_parser = mailbox
+    )]
+    pub mail_from: String,
+
+    /// The address people open the server at, for the links in mail
+    /// (https://chat.example.com) [default: http://BIND_ADDR]
+    #[arg(long, env = "PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
+
+    /// New accounts confirm their email address through a mailed link before they can
+    /// sign in
+    #[arg(
+        long, env = "REQUIRE_EMAIL_VERIFICATION", default_value = "false",
+        value_parser = boolean, action = ArgAction::Set
+    )]
+    pub require_email_verification: bool,
 
     /// Test-only: argon2id memory cost in KiB; the tests lower it, production keeps the
     /// default
@@ -345,6 +396,22 @@ pub struct Config {
     pub login_attempts_per_minute: u32,
     /// Sign-ups allowed per IP per hour.
     pub signups_per_hour: u32,
+    /// Password-reset requests allowed per hour per address (five times as many per IP).
+    pub password_resets_per_hour: u32,
+    /// Friend requests allowed per hour per user.
+    pub friend_requests_per_hour: u32,
+    /// Open connections per process; more are answered 429.
+    pub max_connections: u32,
+    /// Open event streams per user per process; more are answered 429.
+    pub max_streams_per_user: u32,
+    /// `SMTP_URL`: where mail goes; `None` writes it to the log instead.
+    pub smtp_url: Option<Secret>,
+    /// `MAIL_FROM`, checked to be a mailbox.
+    pub mail_from: String,
+    /// `PUBLIC_URL` without a trailing slash; `None` until the listener is bound, when
+    /// `http://<its address>` is used.
+    pub public_url: Option<String>,
+    pub require_email_verification: bool,
     /// How long a stream's user stays online after their last stream closed.
     pub presence_grace: Duration,
     /// How often this process polls the event table when nothing woke it.
@@ -401,6 +468,17 @@ impl Config {
             iterations: s.argon2_iterations,
             parallelism: s.argon2_parallelism,
         };
+        if production && s.public_url.is_none() {
+            warnings.push(
+                "PUBLIC_URL is not set: links in mail (password resets) point at the listening address".into(),
+            );
+        }
+        if production && s.smtp_url.is_none() {
+            warnings.push(
+                "SMTP_URL is not set: mail (password resets) is written to the log instead of sent"
+                    .into(),
+            );
+        }
         if argon2 != Argon2Cost::default() {
             warnings.push(format!(
                 "argon2 cost lowered by ARGON2_* to {argon2:?}: for tests only"
@@ -424,6 +502,14 @@ impl Config {
             event_retention: Duration::from_secs(s.event_retention_hours * 3600),
             login_attempts_per_minute: s.login_attempts_per_minute,
             signups_per_hour: s.signups_per_hour,
+            password_resets_per_hour: s.password_resets_per_hour,
+            friend_requests_per_hour: s.friend_requests_per_hour,
+            max_connections: s.max_connections,
+            max_streams_per_user: s.max_streams_per_user,
+            smtp_url: s.smtp_url,
+            mail_from: s.mail_from,
+            public_url: s.public_url,
+            require_email_verification: s.require_email_verification,
             presence_grace: Duration::from_secs(s.presence_grace_seconds),
             event_poll_interval: Duration::from_millis(s.event_poll_milliseconds),
             cors_allowed_origins: s.cors_allowed_origins.map(|o| o.0).unwrap_or_default(),
@@ -517,6 +603,36 @@ fn allowed_origins(value: &str) -> Result<AllowedOrigins, String> {
         origins.push(url.origin().ascii_serialization());
     }
     Ok(AllowedOrigins(origins))
+}
+
+fn smtp_url(value: &str) -> Result<Secret, String> {
+    let parsed = url::Url::parse(value).map_err(|_| "not a URL".to_string())?;
+    match parsed.scheme() {
+        "smtp" | "smtps" if parsed.host_str().is_some_and(|h| !h.is_empty()) => {
+            Ok(Secret::new(value))
+        }
+        "smtp" | "smtps" => Err("names no host".into()),
+        other => Err(format!(
+            "unsupported scheme {other:?}: use smtp:// or smtps://"
+        )),
+    }
+}
+
+fn mailbox(value: &str) -> Result<String, String> {
+    value
+        .parse::<lettre::message::Mailbox>()
+        .map(|_| value.to_string())
+        .map_err(|e| {
+            format!("not a mailbox such as \"Messenger <chat@example.com>\" ({e}): {value:?}")
+        })
+}
+
+fn public_url(value: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(value).map_err(|e| format!("not a URL ({e}): {value:?}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("expected http(s)://host[:port], got {value:?}"));
+    }
+    Ok(value.trim_end_matches('/').to_string())
 }
 
 fn secret(value: &str) -> Result<Secret, String> {
@@ -797,6 +913,14 @@ mod tests {
             ("ARGON2_MEMORY_KIB", "64M"),
             ("ARGON2_ITERATIONS", "three"),
             ("ARGON2_PARALLELISM", "-4"),
+            ("PASSWORD_RESETS_PER_HOUR", "many"),
+            ("FRIEND_REQUESTS_PER_HOUR", "-1"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_STREAMS_PER_USER", "0"),
+            ("SMTP_URL", "http://mail.example"),
+            ("MAIL_FROM", "not a mailbox"),
+            ("PUBLIC_URL", "chat.example.com"),
+            ("REQUIRE_EMAIL_VERIFICATION", "perhaps"),
         ] {
             let e = config(&[(variable, value)]).unwrap_err();
             assert_eq!(e.variable, variable, "{e}");
@@ -879,6 +1003,7 @@ mod tests {
         let jwt = [
             ("JWT_SECRET", "secretJWTcurrent0001"),
             ("JWT_SECRET_PREVIOUS", "secretJWTprevious0002"),
+            ("SMTP_URL", "smtp://mailer:secretSMTP0006@mail.example:25"),
         ];
         let by_url = [("DATABASE_URL", "mysql://app:secretPASSWORD0003@h:3306/d")];
         let by_rds = [

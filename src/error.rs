@@ -32,6 +32,12 @@ pub enum AppError {
     Unprocessable { loc: Vec<String>, msg: String },
     #[error("too many requests, try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// 429 with its own explanation (a cap rather than a rate).
+    #[error("{detail}")]
+    TooManyRequestsBecause {
+        retry_after_secs: u64,
+        detail: String,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -80,7 +86,9 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooManyRequests { .. } | AppError::TooManyRequestsBecause { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,7 +118,10 @@ impl IntoResponse for AppError {
             AppError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::TooManyRequests { retry_after_secs } => {
+            AppError::TooManyRequests { retry_after_secs }
+            | AppError::TooManyRequestsBecause {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}

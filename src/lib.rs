@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod mail;
 pub mod monitoring;
 pub mod socketio;
 pub mod startup;

@@ -37,12 +37,17 @@ use tower_sessions::{
 use crate::{
     api, assets,
     auth::{
-        access::AccountAccess, csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher,
+        access::AccountAccess,
+        csrf,
+        jwt::JwtKeys,
+        limits::{self, RateLimits, StreamSlots},
+        password::PasswordHasher,
     },
     config::Config,
     db::Db,
     events::EventHub,
     health::{self, Health},
+    mail::Mailer,
     monitoring, socketio,
     state::AppState,
     store::{
@@ -84,7 +89,19 @@ impl Application {
         Self::build_with(config, db, listener).await
     }
 
-    pub async fn build_with(config: Config, db: Db, listener: TcpListener) -> anyhow::Result<Self> {
+    pub async fn build_with(
+        mut config: Config,
+        db: Db,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        if config.public_url.is_none() {
+            // Links in mail need an address; without PUBLIC_URL, the one we listen on.
+            let mut address = listener.local_addr()?;
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            config.public_url = Some(format!("http://{address}"));
+        }
         let shutdown = CancellationToken::new();
         let events = EventHub::start(
             db.clone(),
@@ -95,9 +112,7 @@ impl Application {
         )
         .await
         .context("starting the event tailer")?;
-        let session_store = DbSessionStore::new(&db)
-            .await
-            .context("creating the session table")?;
+        let session_store = DbSessionStore::new(&db);
         tokio::spawn(delete_expired_sessions(
             session_store.clone(),
             shutdown.clone(),
@@ -122,8 +137,16 @@ impl Application {
             }
             None => None,
         };
+        let hasher = PasswordHasher::new(config.argon2)?;
+        tokio::spawn(match_dummy_hash(
+            hasher.clone(),
+            db.clone(),
+            shutdown.clone(),
+        ));
         let state = AppState {
-            hasher: PasswordHasher::new(config.argon2)?,
+            mailer: Mailer::start(&config, shutdown.clone())?,
+            streams: Arc::new(StreamSlots::new(config.max_streams_per_user)),
+            hasher,
             jwt: Arc::new(JwtKeys::new(
                 &config.jwt_secret,
                 config.jwt_secret_previous.as_ref(),
@@ -148,7 +171,9 @@ impl Application {
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_path("/")
-            .with_expiry(Expiry::OnInactivity(CookieDuration::days(14)));
+            .with_expiry(Expiry::OnInactivity(CookieDuration::days(
+                crate::auth::IDLE_DAYS,
+            )));
         // socket.io and CORS go in front of everything else: the socket.io transport needs
         // neither sessions nor CSRF checks (its ticket is its credential), nor the request
         // log and timeout (a long-poll lasts up to 25 s, and comes back at once).
@@ -199,12 +224,20 @@ impl Application {
         });
         if let Some(listener) = self.metrics_listener {
             let metrics = monitoring::router(self.state.clone());
-            tokio::spawn(serve_http1(listener, metrics, self.shutdown.clone()));
+            // A scraper or two: a small cap of its own.
+            tokio::spawn(serve_http1(listener, metrics, self.shutdown.clone(), 64));
             if let Ok(handle) = monitoring::install() {
                 tokio::spawn(monitoring::upkeep(handle, self.shutdown.clone()));
             }
         }
-        let result = serve_http1(self.listener, self.router, self.shutdown.clone()).await;
+        let max_connections = self.state.config.max_connections as usize;
+        let result = serve_http1(
+            self.listener,
+            self.router,
+            self.shutdown.clone(),
+            max_connections,
+        )
+        .await;
         self.state.db.close().await;
         result
     }
@@ -217,10 +250,14 @@ impl Application {
 /// hyper's first read returns just those bytes and its second grows the connection's 8 KiB
 /// read buffer to 16 KiB, kept for the connection's life (every idle event stream). This
 /// build has no HTTP/2 (no `h2`), so there is nothing to detect.
+/// At most `max_connections` are open at once: one more is answered 429 (`Connection:
+/// close`) and closed, instead of holding a file descriptor and memory until the process
+/// runs out of either.
 async fn serve_http1(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
+    max_connections: usize,
 ) -> std::io::Result<()> {
     use hyper_util::{rt::TokioIo, service::TowerToHyperService};
     use tower::ServiceExt;
@@ -233,6 +270,8 @@ async fn serve_http1(
     // upgrades: each connection holds a receiver, and is told to finish through it; the
     // sender's `closed()` completes once every connection has.
     let (graceful, watching) = tokio::sync::watch::channel(());
+    // MAX_CONNECTIONS: each connection holds a permit until it closes.
+    let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -252,6 +291,10 @@ async fn serve_http1(
                 }
             },
             _ = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_connection(stream));
+            continue;
         };
         // The peer address, for `ConnectInfo` (rate limits by IP), as axum::serve adds it.
         let with_peer = move |mut request: Request<hyper::body::Incoming>| {
@@ -277,6 +320,7 @@ async fn serve_http1(
             if let Err(e) = result {
                 tracing::trace!(error = %e, "connection closed with an error");
             }
+            drop(permit);
             drop(stop);
         });
     }
@@ -285,6 +329,43 @@ async fn serve_http1(
     let _ = graceful.send(());
     graceful.closed().await;
     Ok(())
+}
+
+/// Answers one request on a connection over `MAX_CONNECTIONS` with 429 and closes it.
+async fn refuse_connection(stream: tokio::net::TcpStream) {
+    use hyper_util::rt::TokioIo;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // One warning per 10 s at most: a flood of connections must not flood the log too.
+    static LAST_WARNED: AtomicI64 = AtomicI64::new(0);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let last = LAST_WARNED.load(Ordering::Relaxed);
+    if now - last >= 10
+        && LAST_WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("MAX_CONNECTIONS reached: connections are refused with 429");
+    }
+    let service = hyper::service::service_fn(|_request| async {
+        let body = r#"{"detail":"too many open connections; try again shortly"}"#;
+        let response = hyper::Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::RETRY_AFTER, "5")
+            .header(header::CONNECTION, "close")
+            .body(axum::body::Body::from(body))
+            .expect("a valid response");
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(false)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5));
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.serve_connection(TokioIo::new(stream), service),
+    )
+    .await;
 }
 
 fn router(
@@ -318,7 +399,11 @@ fn router(
     let mut routes = Router::new()
         .route("/static/{name}", get(assets::serve))
         .nest("/api", api::router())
-        .merge(web::router(state.clone()))
+        .merge(web::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::cap_event_streams,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), csrf::protect))
         .layer(sessions)
         .layer(
@@ -326,6 +411,7 @@ fn router(
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn(web::shape_errors))
                 .layer(CatchPanicLayer::new())
                 .layer(CompressionLayer::new())
                 .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -345,7 +431,8 @@ fn router(
                     header::X_FRAME_OPTIONS,
                     for_documents("DENY"),
                 ))
-                .layer(SetResponseHeaderLayer::overriding(
+                // A page may ask for less (the reset form: its address holds a secret).
+                .layer(SetResponseHeaderLayer::if_not_present(
                     header::REFERRER_POLICY,
                     for_documents("strict-origin-when-cross-origin"),
                 )),
@@ -460,6 +547,20 @@ async fn delete_expired_sessions(store: DbSessionStore, shutdown: CancellationTo
         tokio::select! {
             _ = tick.tick() => if let Err(e) = store.delete_expired().await {
                 tracing::warn!(error = %e, "deleting expired sessions failed");
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps the dummy password hash as cheap as the cheapest stored one (see
+/// `auth::password`): at start-up, then hourly, as sign-ins upgrade weak hashes.
+async fn match_dummy_hash(hasher: PasswordHasher, db: Db, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => if let Err(e) = hasher.match_stored_hashes(&db).await {
+                tracing::warn!(error = %e, "could not match the dummy hash to the stored ones");
             },
             _ = shutdown.cancelled() => return,
         }

@@ -5,10 +5,16 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::{
-    auth::{access::AccountAccess, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
+    auth::{
+        access::AccountAccess,
+        jwt::JwtKeys,
+        limits::{RateLimits, StreamSlots},
+        password::PasswordHasher,
+    },
     config::Config,
     db::Db,
     events::EventHub,
+    mail::Mailer,
     store::{sending::SendQueue, users::Directory},
 };
 
@@ -26,6 +32,10 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     /// Disabled accounts and sign-outs everywhere, as an operator decided them.
     pub access: Arc<AccountAccess>,
+    /// Outgoing mail, sent off the request path.
+    pub mailer: Mailer,
+    /// Open event streams per user.
+    pub streams: Arc<StreamSlots>,
 }
 
 impl FromRef<AppState> for Db {

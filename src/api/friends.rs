@@ -97,6 +97,7 @@ async fn send_request(
     ApiUser(me): ApiUser,
     ApiQuery(q): ApiQuery<UsernameQuery>,
 ) -> AppResult<(StatusCode, Json<CreatedRequest>)> {
+    state.limits.check_friend_request(me.user_id).await?;
     let target = existing_user(&state, &q.username).await?;
     let created = friends::request(&state.db, &me, &target).await?;
     state.events.wake();

@@ -212,6 +212,7 @@ async fn typing(
     ApiUser(me): ApiUser,
     ApiJson(body): ApiJson<TypingBody>,
 ) -> AppResult<StatusCode> {
+    state.limits.check_typing(me.user_id)?;
     let conversation =
         conversations::resolve(&state, body.friend_username.as_deref(), body.group_chat_id)
             .await?

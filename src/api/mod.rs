@@ -1,5 +1,6 @@
 //! The JSON API under `/api`, compatible with the original service.
 
+mod account;
 mod auth;
 mod events;
 pub mod extract;
@@ -15,6 +16,7 @@ pub use messages::parse_content;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(account::router())
         .merge(auth::router())
         .merge(users::router())
         .merge(friends::router())

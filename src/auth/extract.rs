@@ -4,25 +4,47 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{header, request::Parts, HeaderValue, StatusCode},
+    http::{header, request::Parts, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tower_sessions::Session;
 
-use super::jwt::TokenKind;
+use super::{
+    jwt::TokenKind,
+    tokens::{self, Scope},
+};
 use crate::{
     error::AppError,
     state::AppState,
     store::users::{self, User, UserSummary},
 };
 
-/// The user behind an API request: a bearer token, or the pages' session cookie.
+/// How an API request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The pages' session cookie.
+    Session,
+    /// A JWT access token (`POST /api/auth/sign-in`).
+    AccessToken,
+    /// A personal API token, with its scope.
+    PersonalToken(Scope),
+}
+
+/// Any valid credential of an API request, whatever its scope: for the few routes that
+/// decide for themselves what a credential may do (token management, socket tickets).
+pub struct ApiAuth {
+    pub user: User,
+    pub via: Via,
+}
+
+/// The user behind an API request: a bearer token (JWT or personal token), or the pages'
+/// session cookie. A read-only personal token gets 403 on anything but a read.
 pub struct ApiUser(pub User);
 
 /// The user behind an API request as id and name only, which is all the hot paths
-/// (sending, reading a conversation) need: a bearer token's user comes from the
-/// directory, without a database round trip.
+/// (sending, reading a conversation) need: a JWT's user comes from the directory, without
+/// a database round trip. Scope as for [`ApiUser`].
 pub struct ApiCaller(pub UserSummary);
 
 /// The signed-in user of a page; anyone else is sent to `/login?next=…`.
@@ -47,9 +69,13 @@ fn access_token(parts: &Parts) -> Result<Option<&str>, AppError> {
     bearer_token(parts).map(Some).ok_or(AppError::Unauthorized)
 }
 
-/// The user id a valid token of `kind` names, unless an operator disabled the account or
-/// signed it out everywhere since the token was issued.
-fn token_user_id(state: &AppState, token: &str, kind: TokenKind) -> Result<i32, AppError> {
+/// The user id and credentials fingerprint of a valid JWT of `kind`, unless an operator
+/// disabled the account or signed it out everywhere since the token was issued.
+fn token_claims(
+    state: &AppState,
+    token: &str,
+    kind: TokenKind,
+) -> Result<(i32, Option<String>), AppError> {
     let claims = state
         .jwt
         .verify(token, kind)
@@ -59,18 +85,46 @@ fn token_user_id(state: &AppState, token: &str, kind: TokenKind) -> Result<i32, 
         return Err(AppError::Unauthorized);
     }
     crate::telemetry::record_user(user_id);
-    Ok(user_id)
+    Ok((user_id, claims.fp))
 }
 
-/// The user a valid token of `kind` names, if that user still exists.
+/// The user a valid JWT of `kind` names, if that user still exists and the token was
+/// issued with their current credentials.
 pub async fn user_from_token(
     state: &AppState,
     token: &str,
     kind: TokenKind,
 ) -> Result<User, AppError> {
-    users::by_id(&state.db, token_user_id(state, token, kind)?)
-        .await?
-        .ok_or(AppError::Unauthorized)
+    let (user_id, fp) = token_claims(state, token, kind)?;
+    match users::by_id(&state.db, user_id).await? {
+        Some(user) if fp.as_deref() == Some(user.fingerprint().as_str()) => Ok(user),
+        _ => Err(AppError::Unauthorized),
+    }
+}
+
+/// The user of a bearer token (JWT or personal token) and how it authenticated.
+async fn user_from_bearer(state: &AppState, token: &str) -> Result<(User, Via), AppError> {
+    if tokens::is_personal(token) {
+        let (user_id, scope) = tokens::authenticate(state, token).await?;
+        crate::telemetry::record_user(user_id);
+        let user = users::by_id(&state.db, user_id)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        return Ok((user, Via::PersonalToken(scope)));
+    }
+    let user = user_from_token(state, token, TokenKind::Access).await?;
+    Ok((user, Via::AccessToken))
+}
+
+/// 403 for a read-only token on anything but a read.
+fn check_scope(parts: &Parts, via: Via) -> Result<(), AppError> {
+    let read = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if via == Via::PersonalToken(Scope::Read) && !read {
+        return Err(AppError::Forbidden(
+            "this API token is read-only: make a read_write token to change anything".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn user_from_session_parts(
@@ -89,12 +143,40 @@ pub async fn user_from_session_parts(
                 && state.access.allows(user.user_id, None) =>
         {
             crate::telemetry::record_user(user.user_id);
+            let ip = ClientIp::from_request_parts(parts, state)
+                .await
+                .map(|ClientIp(ip)| ip)
+                .ok();
+            super::touch(&session, ip).await;
             Ok(Some(user))
         }
         // The password changed in another session, the account was disabled, or it is gone.
         _ => {
             let _ = session.flush().await;
             Ok(None)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiAuth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match access_token(parts)? {
+            Some(token) => {
+                let (user, via) = user_from_bearer(state, token).await?;
+                Ok(ApiAuth { user, via })
+            }
+            None => user_from_session_parts(parts, state)
+                .await?
+                .map(|user| ApiAuth {
+                    user,
+                    via: Via::Session,
+                })
+                .ok_or(AppError::Unauthorized),
         }
     }
 }
@@ -106,15 +188,9 @@ impl FromRequestParts<AppState> for ApiUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match access_token(parts)? {
-            Some(token) => user_from_token(state, token, TokenKind::Access)
-                .await
-                .map(ApiUser),
-            None => user_from_session_parts(parts, state)
-                .await?
-                .map(ApiUser)
-                .ok_or(AppError::Unauthorized),
-        }
+        let ApiAuth { user, via } = ApiAuth::from_request_parts(parts, state).await?;
+        check_scope(parts, via)?;
+        Ok(ApiUser(user))
     }
 }
 
@@ -126,16 +202,20 @@ impl FromRequestParts<AppState> for ApiCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match access_token(parts)? {
-            Some(token) => {
-                let user_id = token_user_id(state, token, TokenKind::Access)?;
-                state.directory.by_id(&state.db, user_id).await?
+            Some(token) if !tokens::is_personal(token) => {
+                let (user_id, fp) = token_claims(state, token, TokenKind::Access)?;
+                match state.directory.with_fingerprint(&state.db, user_id).await? {
+                    Some((user, current)) if fp.as_deref() == Some(&*current) => {
+                        Ok(ApiCaller(user))
+                    }
+                    _ => Err(AppError::Unauthorized),
+                }
             }
-            None => user_from_session_parts(parts, state)
-                .await?
-                .map(|user| UserSummary::from(&user)),
+            _ => {
+                let ApiUser(user) = ApiUser::from_request_parts(parts, state).await?;
+                Ok(ApiCaller(UserSummary::from(&user)))
+            }
         }
-        .map(ApiCaller)
-        .ok_or(AppError::Unauthorized)
     }
 }
 
@@ -232,17 +312,60 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// Only local paths are followed after sign-in (no open redirect).
+/// Only local paths are followed after sign-in (no open redirect). Browsers drop tabs and
+/// line breaks from URLs and read `\` as `/`, so `/\t/evil.example` is `//evil.example`
+/// to them: any control character, whitespace or backslash refuses the path outright
+/// (a control character would not even fit in a `Location` header).
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/\\")
-                && !n.contains("://") =>
-        {
-            n.to_string()
+    const FALLBACK: &str = "/chats";
+    let Some(next) = next else {
+        return FALLBACK.to_string();
+    };
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 2048
+        && !next
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+        && !next.contains("://");
+    if local {
+        next.to_string()
+    } else {
+        FALLBACK.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_plain_local_paths_are_followed() {
+        for ok in [
+            "/friends",
+            "/chats/@bob?x=1",
+            "/chats/g/4#end",
+            "/%2F%2Fevil",
+        ] {
+            assert_eq!(safe_next(Some(ok)), ok);
         }
-        _ => "/chats".to_string(),
+        for evil in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r//evil.example",
+            "/ /evil.example",
+            "/\u{0}x",
+            "/\u{7f}x",
+            "/\u{85}x",
+            "/\u{2028}/evil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/chats", "{evil:?}");
+        }
+        assert_eq!(safe_next(None), "/chats");
     }
 }

@@ -7,6 +7,11 @@
 //! `user_id` is written as a string (`"3"`), as the original wrote it, since its clients
 //! read the claims without verifying them; a number is accepted too (tokens issued
 //! before this matched the original).
+//!
+//! Besides the original's claims a token carries `iat` and `fp`, the fingerprint of the
+//! user's credentials when it was issued (`User::fingerprint`): the extractors refuse a
+//! token whose fingerprint no longer matches, so a password change, a password reset or
+//! "sign out everywhere" revokes every token issued before.
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -24,6 +29,11 @@ pub struct Claims {
     pub username: String,
     pub email: String,
     pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// The fingerprint of the user's credentials at issue time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
 }
@@ -87,16 +97,43 @@ impl JwtKeys {
         }
     }
 
+    /// A token for `user`, bound to their current credentials.
+    pub fn issue_for(&self, user: &crate::store::users::User, kind: TokenKind) -> String {
+        self.sign(
+            user.user_id.into(),
+            &user.username,
+            &user.email,
+            Some(user.fingerprint()),
+            kind,
+        )
+    }
+
+    /// A token with the original's claims only, without a fingerprint: the extractors
+    /// refuse it (for tests of what an old or forged token gets).
     pub fn issue(&self, user_id: i64, username: &str, email: &str, kind: TokenKind) -> String {
+        self.sign(user_id, username, email, None, kind)
+    }
+
+    fn sign(
+        &self,
+        user_id: i64,
+        username: &str,
+        email: &str,
+        fp: Option<String>,
+        kind: TokenKind,
+    ) -> String {
         let minutes = match kind {
             TokenKind::Access => ACCESS_TOKEN_MINUTES,
             TokenKind::EventTicket => TICKET_MINUTES,
         };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
             user_id,
             username: username.to_string(),
             email: email.to_string(),
-            exp: time::OffsetDateTime::now_utc().unix_timestamp() + minutes * 60,
+            exp: now + minutes * 60,
+            iat: Some(now),
+            fp,
             purpose: (kind == TokenKind::EventTicket).then(|| TICKET_PURPOSE.to_string()),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -155,6 +192,8 @@ mod tests {
             username: "a".into(),
             email: "a@b.cd".into(),
             exp: 1_000,
+            iat: None,
+            fp: None,
             purpose: None,
         };
         let expired = encode(

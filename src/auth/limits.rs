@@ -10,6 +10,13 @@
 //! names one, so its username and email share one quota; otherwise the login as typed)
 //! and five times that per client IP. Sign-up: `SIGNUPS_PER_HOUR` per client IP. IPv6
 //! clients are counted per /64, the block one household or host usually holds.
+//!
+//! Password resets: `PASSWORD_RESETS_PER_HOUR` per email address (as typed, lower-cased,
+//! whether or not an account has it) and five times that per client IP. Friend requests:
+//! `FRIEND_REQUESTS_PER_HOUR` per user. Typing reports: 30 a minute per user, in this
+//! process only (they are live-only and cheap to refuse; a shared count would cost a
+//! database write per keystroke report). Event streams: `MAX_STREAMS_PER_USER` open at
+//! once per user in this process ([`StreamSlots`]).
 
 use std::{
     net::{IpAddr, Ipv6Addr},
@@ -47,21 +54,37 @@ impl Limit {
         }
     }
 
-    /// Counts one request of `subject`; 429 with `Retry-After` once over the limit.
-    async fn check(&self, db: &Db, subject: &str) -> Result<(), AppError> {
-        let key = hex::encode(Sha256::digest(format!("{}:{subject}", self.name)));
-        if let Err(not_until) = self.local.check_key(&key) {
+    fn key(&self, subject: &str) -> String {
+        hex::encode(Sha256::digest(format!("{}:{subject}", self.name)))
+    }
+
+    /// Counts one request of `subject` in this process only.
+    fn check_local(&self, subject: &str) -> Result<(), AppError> {
+        self.check_key_locally(&self.key(subject))
+    }
+
+    fn check_key_locally(&self, key: &String) -> Result<(), AppError> {
+        if let Err(not_until) = self.local.check_key(key) {
             use governor::clock::{Clock, DefaultClock};
             return Err(too_many(
                 not_until.wait_time_from(DefaultClock::default().now()),
             ));
         }
+        Ok(())
+    }
+
+    /// Counts one request of `subject`; 429 with `Retry-After` once over the limit.
+    async fn check(&self, db: &Db, subject: &str) -> Result<(), AppError> {
+        let key = self.key(subject);
+        self.check_key_locally(&key)?;
         match shared::take(db, &key, self.rate, now_ms()).await? {
             None => Ok(()),
             Some(wait) => Err(too_many(wait)),
         }
     }
 }
+
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn too_many(wait: Duration) -> AppError {
     AppError::TooManyRequests {
@@ -96,6 +119,10 @@ pub struct RateLimits {
     login_per_ip: Limit,
     login_per_account: Limit,
     signup_per_ip: Limit,
+    reset_per_address: Limit,
+    reset_per_ip: Limit,
+    friend_requests_per_user: Limit,
+    typing_per_user: Limit,
 }
 
 /// Whom a sign-in attempt is counted against besides the client's address.
@@ -115,11 +142,23 @@ impl RateLimits {
             // One IP may try several accounts (a family behind one router), so it gets more.
             login_per_ip: Limit::new("sign-in/ip", account.saturating_mul(5), minute),
             login_per_account: Limit::new("sign-in/account", account, minute),
-            signup_per_ip: Limit::new(
-                "sign-up/ip",
-                config.signups_per_hour,
-                Duration::from_secs(3600),
+            signup_per_ip: Limit::new("sign-up/ip", config.signups_per_hour, HOUR),
+            reset_per_address: Limit::new(
+                "password-reset/address",
+                config.password_resets_per_hour,
+                HOUR,
             ),
+            reset_per_ip: Limit::new(
+                "password-reset/ip",
+                config.password_resets_per_hour.saturating_mul(5),
+                HOUR,
+            ),
+            friend_requests_per_user: Limit::new(
+                "friend-request/user",
+                config.friend_requests_per_hour,
+                HOUR,
+            ),
+            typing_per_user: Limit::new("typing/user", 30, minute),
         }
     }
 
@@ -141,16 +180,151 @@ impl RateLimits {
         self.signup_per_ip.check(&self.db, &client_block(ip)).await
     }
 
+    /// Counts one password-reset request for `email` (whether or not it has an account,
+    /// so that the answer does not tell) from `ip`.
+    pub async fn check_password_reset(&self, ip: IpAddr, email: &str) -> Result<(), AppError> {
+        self.reset_per_ip.check(&self.db, &client_block(ip)).await?;
+        let address = email.trim().to_lowercase();
+        self.reset_per_address.check(&self.db, &address).await
+    }
+
+    pub async fn check_friend_request(&self, user_id: i32) -> Result<(), AppError> {
+        self.friend_requests_per_user
+            .check(&self.db, &user_id.to_string())
+            .await
+    }
+
+    /// In this process only: see the module's notes.
+    pub fn check_typing(&self, user_id: i32) -> Result<(), AppError> {
+        self.typing_per_user.check_local(&user_id.to_string())
+    }
+
     /// Forgets keys that are back to a full quota, in memory and in the shared table, so
     /// both stay bounded.
     pub async fn forget_idle(&self) {
         self.login_per_ip.local.retain_recent();
         self.login_per_account.local.retain_recent();
         self.signup_per_ip.local.retain_recent();
+        self.reset_per_address.local.retain_recent();
+        self.reset_per_ip.local.retain_recent();
+        self.friend_requests_per_user.local.retain_recent();
+        self.typing_per_user.local.retain_recent();
         if let Err(e) = shared::forget_idle(&self.db, now_ms()).await {
             tracing::warn!(error = %e, "could not clean up the rate_limit table");
         }
     }
+}
+
+/// How many event streams each user has open in this process, bounded by
+/// `MAX_STREAMS_PER_USER`: a script that opens streams in a loop cannot hold thousands of
+/// connections (and their memory) for one account.
+pub struct StreamSlots {
+    max: usize,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
+}
+
+/// One open stream; dropping it (the stream ends) frees the slot.
+pub struct StreamSlot {
+    user_id: i32,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
+}
+
+impl StreamSlots {
+    pub fn new(max: u32) -> Self {
+        Self {
+            max: max as usize,
+            open: Default::default(),
+        }
+    }
+
+    /// A slot for one more stream of `user_id`, or 429 when they have the most already.
+    pub fn acquire(&self, user_id: i32) -> Result<StreamSlot, AppError> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(user_id).or_default();
+        if *count >= self.max {
+            return Err(AppError::TooManyRequestsBecause {
+                retry_after_secs: 5,
+                detail: format!(
+                    "too many open event streams: at most {} per user; close one first",
+                    self.max
+                ),
+            });
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            user_id,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// Holds a slot of [`StreamSlots`] for each event stream (`GET /events`, `GET
+/// /api/events`) while it is open: a stream beyond a user's limit is answered 429. Other
+/// requests pass untouched; a request whose user is unknown here is left to the
+/// handler's own authentication.
+pub async fn cap_event_streams(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::{extract::FromRequestParts, response::IntoResponse};
+    let path = request.uri().path();
+    if path != "/events" && path != "/api/events" {
+        return next.run(request).await;
+    }
+    let api = path == "/api/events";
+    let (mut parts, body) = request.into_parts();
+    let ticket = parts.uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let user_id = match (api, ticket) {
+        (true, Some(ticket)) => {
+            super::extract::user_from_token(&state, &ticket, super::jwt::TokenKind::EventTicket)
+                .await
+                .ok()
+                .map(|u| u.user_id)
+        }
+        (true, None) => super::ApiCaller::from_request_parts(&mut parts, &state)
+            .await
+            .ok()
+            .map(|super::ApiCaller(u)| u.user_id),
+        (false, _) => super::extract::user_from_session_parts(&mut parts, &state)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.user_id),
+    };
+    let request = axum::extract::Request::from_parts(parts, body);
+    let Some(user_id) = user_id else {
+        return next.run(request).await;
+    };
+    let slot = match state.streams.acquire(user_id) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let response = next.run(request).await;
+    // The slot lives as long as the stream's body: dropped when the client goes.
+    response.map(|body| {
+        use futures_util::StreamExt;
+        axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _held = &slot;
+            chunk
+        }))
+    })
 }
 
 #[cfg(test)]
@@ -167,5 +341,16 @@ mod tests {
         assert_eq!(client_block(a), "2001:db8:1:2::/64");
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(client_block(mapped), "192.0.2.7");
+    }
+
+    #[test]
+    fn stream_slots_are_counted_per_user_and_freed_on_drop() {
+        let slots = StreamSlots::new(2);
+        let a = slots.acquire(1).unwrap();
+        let _b = slots.acquire(1).unwrap();
+        assert!(slots.acquire(1).is_err());
+        let _other = slots.acquire(2).unwrap();
+        drop(a);
+        assert!(slots.acquire(1).is_ok());
     }
 }

@@ -7,43 +7,103 @@ pub mod extract;
 pub mod jwt;
 pub mod limits;
 pub mod password;
+pub mod tokens;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tower_sessions::Session;
 
 use crate::{error::AppError, store::users::User};
 
-pub use extract::{ApiCaller, ApiUser, ClientIp, MaybePageUser, PageUser};
+pub use extract::{ApiAuth, ApiCaller, ApiUser, ClientIp, MaybePageUser, PageUser};
 
-const AUTH_KEY: &str = "auth";
+const AUTH_KEY: &str = crate::store::sessions::AUTH_KEY;
+const SEEN_KEY: &str = crate::store::sessions::SEEN_KEY;
 const CSRF_KEY: &str = "csrf";
 
-/// What a signed-in session remembers. The fingerprint of the password hash signs the
-/// session out when the password changes elsewhere (every other session of the user).
+/// An active session is touched (its expiry pushed back, its "last seen" updated) at most
+/// this often, so that a busy user costs one session write every few minutes, not one
+/// per request.
+pub const TOUCH_EVERY_SECONDS: i64 = 300;
+/// A session nobody used for this long is signed out.
+pub const IDLE_DAYS: i64 = 14;
+
+/// What a signed-in session remembers. The fingerprint of the credentials
+/// ([`User::fingerprint`]) signs the session out when the password or the security stamp
+/// changes. The browser and address are for the profile's list of sessions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionAuth {
     user_id: i32,
     fingerprint: String,
+    #[serde(default)]
+    user_agent: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
+    /// When the user signed in (Unix seconds).
+    #[serde(default)]
+    since: i64,
 }
 
-fn fingerprint(password_hash: &str) -> String {
-    hex::encode(&Sha256::digest(password_hash.as_bytes())[..12])
+/// When and from where the session was last used (written at most every few minutes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Seen {
+    at: i64,
+    ip: String,
+}
+
+/// Where a sign-in comes from, for the list of sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Device {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Device {
+    pub fn from_request(headers: &axum::http::HeaderMap, ip: std::net::IpAddr) -> Self {
+        let user_agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(255).collect());
+        Self {
+            user_agent,
+            ip: Some(ip.to_string()),
+        }
+    }
 }
 
 fn session_error(e: tower_sessions::session::Error) -> AppError {
     AppError::Internal(anyhow::anyhow!("session store: {e}"))
 }
 
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 /// Signs `user` in on this browser: a new session id (no fixation) and a new CSRF token.
-pub async fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
+pub async fn start_session(
+    session: &Session,
+    user: &User,
+    device: &Device,
+) -> Result<(), AppError> {
     session.cycle_id().await.map_err(session_error)?;
     let auth = SessionAuth {
         user_id: user.user_id,
-        fingerprint: fingerprint(&user.password_hash),
+        fingerprint: user.fingerprint(),
+        user_agent: device.user_agent.clone(),
+        ip: device.ip.clone(),
+        since: now_unix(),
     };
     session
         .insert(AUTH_KEY, auth)
+        .await
+        .map_err(session_error)?;
+    session
+        .insert(
+            SEEN_KEY,
+            Seen {
+                at: now_unix(),
+                ip: device.ip.clone().unwrap_or_default(),
+            },
+        )
         .await
         .map_err(session_error)?;
     session
@@ -53,23 +113,56 @@ pub async fn start_session(session: &Session, user: &User) -> Result<(), AppErro
     Ok(())
 }
 
+/// After this user's credentials changed in this session (new password, new stamp):
+/// keeps this session signed in with the new fingerprint (same id: it was already
+/// authenticated, so there is nothing to fixate).
+pub async fn renew_session(session: &Session, user: &User) -> Result<(), AppError> {
+    let Some(mut auth) = session
+        .get::<SessionAuth>(AUTH_KEY)
+        .await
+        .map_err(session_error)?
+    else {
+        return Ok(());
+    };
+    auth.fingerprint = user.fingerprint();
+    session.insert(AUTH_KEY, auth).await.map_err(session_error)
+}
+
 /// Deletes the session server-side; the cookie becomes worthless.
 pub async fn end_session(session: &Session) -> Result<(), AppError> {
     session.flush().await.map_err(session_error)
 }
 
-/// The user id a session claims, and whether its fingerprint still matches `check`.
+/// The user id a session claims, and the fingerprint it was made with.
 pub(crate) async fn session_user_id(session: &Session) -> Option<(i32, String)> {
     let auth: SessionAuth = session.get(AUTH_KEY).await.ok().flatten()?;
     Some((auth.user_id, auth.fingerprint))
 }
 
 pub(crate) fn fingerprint_matches(user: &User, stored: &str) -> bool {
-    fingerprint(&user.password_hash) == stored
+    user.fingerprint() == stored
 }
 
-/// The session's CSRF token, made on first use (anonymous visitors get one too, so the
-/// sign-in form is protected).
+/// Marks the session as used now when it was last marked more than a few minutes ago:
+/// the store then writes it (pushing its expiry back by the idle time) and the browser
+/// gets the cookie again. Within those minutes nothing is written.
+pub(crate) async fn touch(session: &Session, ip: Option<std::net::IpAddr>) {
+    let seen: Option<Seen> = session.get(SEEN_KEY).await.ok().flatten();
+    let now = now_unix();
+    if seen.is_some_and(|s| now - s.at < TOUCH_EVERY_SECONDS) {
+        return;
+    }
+    let seen = Seen {
+        at: now,
+        ip: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+    };
+    if let Err(e) = session.insert(SEEN_KEY, seen).await {
+        tracing::warn!(error = %e, "could not touch the session");
+    }
+}
+
+/// The session's CSRF token. Signed-in sessions get one at sign-in; anonymous visitors
+/// use the stateless token of [`csrf`] instead, so that they cost no session row.
 pub async fn csrf_token(session: &Session) -> Result<String, AppError> {
     if let Some(token) = session
         .get::<String>(CSRF_KEY)

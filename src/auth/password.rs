@@ -3,10 +3,15 @@
 //! Each hash takes 64 MiB and a core for ~100 ms, so at most one per core runs at once
 //! and the rest wait their turn on a semaphore: a burst of sign-ins neither stalls the
 //! runtime nor exhausts memory.
+//!
+//! An unknown account is checked against a dummy hash made with the parameters of the
+//! cheapest hash stored (hashes the original service wrote may be weaker than ours until
+//! their owner signs in again): were it made with ours, an unknown address would take
+//! longer to refuse than a known one with a weak hash, and so tell them apart.
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
-    Arc,
+    Arc, RwLock,
 };
 
 use anyhow::Context;
@@ -28,8 +33,9 @@ pub struct PasswordHasher {
     /// Hashes waiting for a permit (the argon2 queue, for the metrics).
     waiting: Arc<AtomicUsize>,
     /// A real hash to verify against when the account does not exist, so an unknown
-    /// email costs the same time as a wrong password.
-    dummy_hash: Arc<str>,
+    /// email costs the same time as a wrong password; made with the parameters of the
+    /// cheapest stored hash ([`PasswordHasher::match_stored_hashes`]).
+    dummy_hash: Arc<RwLock<Arc<str>>>,
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -52,7 +58,7 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(cores)),
             cores,
             waiting: Arc::new(AtomicUsize::new(0)),
-            dummy_hash: dummy_hash.into(),
+            dummy_hash: Arc::new(RwLock::new(dummy_hash.into())),
         })
     }
 
@@ -80,6 +86,55 @@ impl PasswordHasher {
         self.permits.acquire().await.context("hasher closed")
     }
 
+    /// The parameter part of the dummy hash (`$argon2id$v=19$m=…,t=…,p=…`).
+    pub fn dummy_parameters(&self) -> String {
+        parameters_of(&self.dummy())
+    }
+
+    fn dummy(&self) -> Arc<str> {
+        self.dummy_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Remakes the dummy hash with the parameters of the cheapest stored hash (by memory
+    /// times iterations), when they differ from the current one's. Run at start-up and
+    /// now and then: sign-ins upgrade weak hashes, so the cheapest one changes.
+    #[tracing::instrument(skip_all)]
+    pub async fn match_stored_hashes(&self, db: &crate::db::Db) -> anyhow::Result<()> {
+        let stored = crate::store::users::password_hash_parameters(db).await?;
+        let Some((cheapest, params)) = stored
+            .iter()
+            .filter_map(|p| Some((p, parse_parameters(p)?)))
+            .min_by_key(|(_, (_, params))| {
+                (
+                    u64::from(params.m_cost()) * u64::from(params.t_cost()),
+                    params.p_cost(),
+                )
+            })
+        else {
+            return Ok(());
+        };
+        if *cheapest == self.dummy_parameters() {
+            return Ok(());
+        }
+        let (algorithm, params) = params;
+        let _permit = self.permit().await?;
+        let hash = spawn_blocking_with_tracing(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::new(algorithm, Version::V0x13, params)
+                .hash_password(b"not a real password, only for timing", &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+        })
+        .await
+        .context("hashing task panicked")??;
+        tracing::info!(parameters = %parameters_of(&hash), "dummy hash matched to the cheapest stored hash");
+        *self.dummy_hash.write().unwrap_or_else(|e| e.into_inner()) = hash.into();
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all)]
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
         let _permit = self.permit().await?;
@@ -100,7 +155,7 @@ impl PasswordHasher {
         let exists = stored.is_some();
         let stored = stored
             .map(str::to_string)
-            .unwrap_or_else(|| self.dummy_hash.to_string());
+            .unwrap_or_else(|| self.dummy().to_string());
         spawn_blocking_with_tracing(move || {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Ok(Verified::No);
@@ -134,6 +189,22 @@ fn hash_blocking(cost: Argon2Cost, password: &str) -> anyhow::Result<String> {
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
         .to_string())
+}
+
+/// `$alg$v=19$m=…,t=…,p=…` of a PHC string: everything before the salt.
+fn parameters_of(hash: &str) -> String {
+    hash.split('$').take(4).collect::<Vec<_>>().join("$")
+}
+
+/// The algorithm and cost of a parameter part, if it is argon2's and sane (at most 1 GiB).
+fn parse_parameters(prefix: &str) -> Option<(Algorithm, Params)> {
+    // A stand-in salt and output, only so that the parser takes the string.
+    let full =
+        format!("{prefix}$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let parsed = PasswordHash::new(&full).ok()?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    (params.m_cost() <= 1024 * 1024).then_some((algorithm, params))
 }
 
 /// A hash is weaker when any of its parameters is below ours, or it is not argon2id.
@@ -194,6 +265,22 @@ mod tests {
         assert!(
             hash.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"),
             "{hash}"
+        );
+    }
+
+    #[test]
+    fn parameters_are_read_from_the_part_before_the_salt() {
+        let (alg, params) = parse_parameters("$argon2id$v=19$m=19456,t=2,p=1").unwrap();
+        assert_eq!(alg, Algorithm::Argon2id);
+        assert_eq!(
+            (params.m_cost(), params.t_cost(), params.p_cost()),
+            (19456, 2, 1)
+        );
+        assert!(parse_parameters("$2b$12$abcdefghijklmnopqrstuv").is_none());
+        assert!(parse_parameters("$argon2id$v=19$m=4194304,t=1,p=1").is_none());
+        assert_eq!(
+            parameters_of("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"),
+            "$argon2id$v=19$m=65536,t=3,p=4"
         );
     }
 

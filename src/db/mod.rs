@@ -219,9 +219,11 @@ pub trait Retryable {
 
 impl Retryable for sqlx::Error {
     /// MySQL 1213 (deadlock) and 1205 (lock wait timeout): the transaction was rolled back.
+    /// By error number: the message text is translated when `lc_messages` is not English.
     fn should_retry(&self) -> bool {
-        matches!(self, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001") | Some("HY000"))
-            && (d.message().contains("Deadlock") || d.message().contains("Lock wait timeout")))
+        matches!(self, sqlx::Error::Database(d)
+            if d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|e| matches!(e.number(), 1205 | 1213)))
     }
 }
 

@@ -86,35 +86,9 @@ pub async fn enable(db: &Db, user_id: UserId) -> Result<bool, sqlx::Error> {
     })
 }
 
-/// Deletes every page session of `user_id`. A session row holds its data encoded by
-/// tower-sessions (MessagePack), which SQL cannot look into, so each row is decoded here:
-/// an operator's command, not a request path.
+/// Deletes every page session of `user_id` (the `browser_session` rows, keyed by user).
 pub async fn delete_sessions_of(db: &Db, user_id: UserId) -> Result<u64, sqlx::Error> {
-    let rows: Vec<(String, Vec<u8>)> = db_run!(db, |pool| sqlx::query_as(
-        "SELECT id, data FROM web_session"
-    )
-    .fetch_all(pool)
-    .await)?;
-    let mut deleted = 0;
-    for (id, data) in rows {
-        if session_user(&data) == Some(user_id) {
-            deleted += db_run!(db, |pool| sqlx::query(
-                "DELETE FROM web_session WHERE id = ?"
-            )
-            .bind(&id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        }
-    }
-    Ok(deleted)
-}
-
-/// The user a stored session is signed in as (`auth.user_id`, see `auth::SessionAuth`).
-fn session_user(data: &[u8]) -> Option<UserId> {
-    let record: tower_sessions::session::Record = rmp_serde::from_slice(data).ok()?;
-    let user_id = record.data.get("auth")?.get("user_id")?.as_i64()?;
-    UserId::try_from(user_id).ok()
+    super::sessions::delete_all_but(db, user_id, None).await
 }
 
 /// One account as `messenger admin list-users` shows it.
@@ -151,7 +125,7 @@ pub async fn counts(db: &Db) -> Result<Counts, sqlx::Error> {
             "SELECT (SELECT COUNT(*) FROM user), \
              (SELECT COUNT(*) FROM account_access WHERE disabled_at IS NOT NULL), \
              (SELECT COUNT(*) FROM message), (SELECT COUNT(*) FROM event), \
-             (SELECT COUNT(*) FROM web_session)"
+             (SELECT COUNT(*) FROM browser_session)"
         )
         .fetch_one(pool)
         .await)?;

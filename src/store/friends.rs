@@ -408,7 +408,9 @@ pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
 }
 
 /// Deletes the friendship and its history: cancels a request, unfriends, or (for the
-/// user who blocked) unblocks. A user blocked by the other cannot lift the block this way.
+/// user who blocked) unblocks. A user blocked by the other cannot lift the block this way,
+/// and a declined requester cannot clear the refusal (to ask again, and again): only the
+/// user who declined may.
 #[tracing::instrument(skip_all, fields(me = me.user_id, other = other.user_id))]
 pub async fn delete(
     db: &Db,
@@ -432,6 +434,11 @@ pub async fn delete(
         }
         if relationship == Relationship::BlockedMe {
             return Err(AppError::not_found("friendship was not found"));
+        }
+        if relationship == Relationship::Declined && l.specifier_id != a {
+            return Err(AppError::bad_request(
+                "only the user who declined the request can remove it",
+            ));
         }
         sqlx::query("DELETE FROM friendship WHERE (requester_id = ? AND addressee_id = ?) OR (requester_id = ? AND addressee_id = ?)")
             .bind(a).bind(b).bind(b).bind(a)

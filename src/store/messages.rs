@@ -309,6 +309,27 @@ pub async fn mark_seen(
     if let Conversation::Group(group) = conversation {
         require_member(db, me, group).await?;
     }
+    // No further than the conversation's newest message: a mark past it (i32::MAX) would
+    // make every future message arrive already read.
+    let newest: Option<MessageId> = db_run!(db, |pool| {
+        match conversation {
+            Conversation::Direct(other) => sqlx::query_scalar(
+                "SELECT MAX(message_id) FROM message WHERE sender_id = ? AND reciever_id = ? AND group_chat_id IS NULL",
+            )
+            .bind(other)
+            .bind(me),
+            Conversation::Group(group) => {
+                sqlx::query_scalar("SELECT MAX(message_id) FROM message WHERE group_chat_id = ?")
+                    .bind(group)
+            }
+        }
+        .fetch_one(pool)
+        .await
+    })?;
+    let up_to = up_to.min(newest.unwrap_or(0));
+    if up_to <= 0 {
+        return Ok(false);
+    }
     db_tx!(db, |tx| {
         let (changed, notify) = match conversation {
             Conversation::Direct(other) => {
@@ -360,6 +381,8 @@ pub struct ConversationSummary {
     pub id: i32,
     /// The other user's name, or the group's.
     pub name: String,
+    /// The other user's display name, if they set one.
+    pub display_name: Option<String>,
     pub last_message_id: Option<i32>,
     pub last_message: Option<String>,
     pub last_sender_id: Option<i32>,
@@ -371,7 +394,7 @@ pub struct ConversationSummary {
 /// Every conversation of `me`, most recent first, with unread counts: one query.
 #[tracing::instrument(skip(db))]
 pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSummary>> {
-    let sql = "SELECT conv.kind, conv.id, COALESCE(u.username, g.name, '') AS name, \
+    let sql = "SELECT conv.kind, conv.id, COALESCE(u.username, g.name, '') AS name, u.display_name, \
                  conv.last_id AS last_message_id, lm.content AS last_message, lm.sender_id AS last_sender_id, \
                  lm.created_date_time AS last_message_at, CAST(COALESCE(conv.unread, 0) AS SIGNED) AS unread \
           FROM ( \
@@ -498,11 +521,17 @@ pub async fn add_member(db: &Db, me: &User, group: GroupId, new_member: &User) -
         if existing.contains(&new_member.user_id) {
             return Err(AppError::bad_request("already a member"));
         }
+        // Two members adding the same friend at once: both read the list before either
+        // wrote; the second insert hits the key (MySQL) and is the same 400.
         sqlx::query("INSERT INTO group_chat_member (group_chat_id, member_id) VALUES (?, ?)")
             .bind(group)
             .bind(new_member.user_id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| match db::is_unique_violation(&e) {
+                true => AppError::bad_request("already a member"),
+                false => AppError::from(e),
+            })?;
         let mut events = vec![NewEvent::new(
             new_member.user_id,
             "group_chat",

@@ -2,6 +2,9 @@
 //! query or one short transaction, written once for both backends with `db_run!`.
 
 pub mod access;
+pub mod account_data;
+pub mod account_tokens;
+pub mod api_tokens;
 pub mod events;
 pub mod friends;
 pub mod limits;

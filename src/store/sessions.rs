@@ -1,88 +1,270 @@
-//! Sign-in sessions live in the database so any process behind the load balancer accepts
-//! them: tower-sessions' sqlx stores, one per backend, behind one type.
+//! Browser sessions live in the database so any process behind the load balancer accepts
+//! them: a `tower_sessions` store on the `browser_session` table.
+//!
+//! A row is keyed by the SHA-256 of the cookie's value (a copy of the table signs nobody
+//! in) and holds the session's data as JSON, plus, copied out of that data, who it
+//! belongs to, the browser, the address and when it was made and last used: the profile
+//! lists a user's sessions and signs any of them out by deleting its row. Only signed-in
+//! sessions are written (anonymous visitors carry a stateless CSRF token instead, see
+//! `auth::csrf`), and a session is written again only when something in it changes, which
+//! for an active user is the "seen" mark renewed every few minutes (`auth::touch`).
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+use time::{OffsetDateTime, PrimitiveDateTime};
 use tower_sessions::{
     session::{Id, Record},
     session_store::{self, ExpiredDeletion},
     SessionStore,
 };
-use tower_sessions_sqlx_store::{MySqlStore, SqliteStore};
 
-use crate::db::Db;
+use super::users::UserId;
+use crate::{
+    db::{self, Db},
+    db_run,
+};
 
-const TABLE: &str = "web_session";
+/// The session data key of the signed-in user (`auth::SessionAuth`).
+pub const AUTH_KEY: &str = "auth";
+/// The session data key of the last "seen" mark (`auth::Seen`).
+pub const SEEN_KEY: &str = "seen";
 
-/// The sqlx store of whichever backend is in use.
+/// The row key of a session id: its SHA-256, hex.
+pub fn key_of(id: &Id) -> String {
+    hex::encode(Sha256::digest(id.to_string().as_bytes()))
+}
+
 #[derive(Debug, Clone)]
-pub enum DbSessionStore {
-    MySql(MySqlStore),
-    Sqlite(SqliteStore),
+pub struct DbSessionStore {
+    db: Db,
 }
 
 impl DbSessionStore {
-    /// Makes the store and its table. On MySQL the table goes into the connection's own
-    /// database (the store would otherwise create a separate `tower_sessions` schema).
-    pub async fn new(db: &Db) -> anyhow::Result<Self> {
-        let store = match db {
-            Db::MySql(pool) => {
-                let schema: String = sqlx::query_scalar("SELECT DATABASE()")
-                    .fetch_one(pool)
-                    .await?;
-                let store = MySqlStore::new(pool.clone())
-                    .with_schema_name(schema)
-                    .map_err(anyhow::Error::msg)?
-                    .with_table_name(TABLE)
-                    .map_err(anyhow::Error::msg)?;
-                store.migrate().await?;
-                Self::MySql(store)
-            }
-            Db::Sqlite(pool) => {
-                let store = SqliteStore::new(pool.clone())
-                    .with_table_name(TABLE)
-                    .map_err(anyhow::Error::msg)?;
-                store.migrate().await?;
-                Self::Sqlite(store)
-            }
-        };
-        Ok(store)
+    pub fn new(db: &Db) -> Self {
+        Self { db: db.clone() }
     }
+}
+
+/// The fields of the session's data copied into their own columns.
+#[derive(Default, Deserialize)]
+struct AuthPart {
+    user_id: Option<UserId>,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    #[serde(default)]
+    since: i64,
+}
+
+#[derive(Default, Deserialize)]
+struct SeenPart {
+    ip: Option<String>,
+}
+
+struct Columns {
+    user_id: Option<UserId>,
+    data: String,
+    created: PrimitiveDateTime,
+    expiry: PrimitiveDateTime,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+fn utc(t: OffsetDateTime) -> PrimitiveDateTime {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    PrimitiveDateTime::new(t.date(), t.time())
+}
+
+fn columns(record: &Record) -> session_store::Result<Columns> {
+    let data = serde_json::to_string(&record.data)
+        .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+    let part = |key: &str| record.data.get(key).cloned().unwrap_or_default();
+    let auth: AuthPart = serde_json::from_value(part(AUTH_KEY)).unwrap_or_default();
+    let seen: SeenPart = serde_json::from_value(part(SEEN_KEY)).unwrap_or_default();
+    let created = OffsetDateTime::from_unix_timestamp(auth.since)
+        .ok()
+        .filter(|_| auth.since > 0)
+        .map(utc)
+        .unwrap_or_else(db::now);
+    Ok(Columns {
+        user_id: auth.user_id,
+        data,
+        created,
+        expiry: utc(record.expiry_date),
+        user_agent: auth.user_agent,
+        ip: seen.ip.filter(|ip| !ip.is_empty()).or(auth.ip),
+    })
+}
+
+fn backend(e: sqlx::Error) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
 }
 
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.create(record).await,
-            Self::Sqlite(s) => s.create(record).await,
+        let c = columns(record)?;
+        let now = db::now();
+        // A fresh random id collides with an existing one practically never; when it
+        // does, the insert fails on the key and the session gets another id.
+        loop {
+            let key = key_of(&record.id);
+            let inserted = db_run!(&self.db, |pool| {
+                sqlx::query(
+                    "INSERT INTO browser_session (session_key, user_id, data, created_date_time, \
+                     last_seen_date_time, expiry_date_time, user_agent, ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&key)
+                .bind(c.user_id)
+                .bind(&c.data)
+                .bind(c.created)
+                .bind(now)
+                .bind(c.expiry)
+                .bind(c.user_agent.as_deref())
+                .bind(c.ip.as_deref())
+                .execute(pool)
+                .await
+                .map(|_| ())
+            });
+            match inserted {
+                Ok(_) => return Ok(()),
+                Err(e) if db::is_unique_violation(&e) => record.id = Id::default(),
+                Err(e) => return Err(backend(e)),
+            }
         }
     }
+
+    /// Updates the row. A row that is gone was signed out (from the profile, or by a
+    /// password change) while this request ran: it stays gone.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.save(record).await,
-            Self::Sqlite(s) => s.save(record).await,
-        }
+        let c = columns(record)?;
+        db_run!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE browser_session SET user_id = ?, data = ?, last_seen_date_time = ?, \
+                 expiry_date_time = ?, user_agent = ?, ip = ? WHERE session_key = ?",
+            )
+            .bind(c.user_id)
+            .bind(&c.data)
+            .bind(db::now())
+            .bind(c.expiry)
+            .bind(c.user_agent.as_deref())
+            .bind(c.ip.as_deref())
+            .bind(key_of(&record.id))
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })
+        .map_err(backend)?;
+        Ok(())
     }
+
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match self {
-            Self::MySql(s) => s.load(id).await,
-            Self::Sqlite(s) => s.load(id).await,
-        }
+        let row: Option<(String, PrimitiveDateTime)> = db_run!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT data, expiry_date_time FROM browser_session \
+                 WHERE session_key = ? AND expiry_date_time > ?",
+            )
+            .bind(key_of(id))
+            .bind(db::now())
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(backend)?;
+        let Some((data, expiry)) = row else {
+            return Ok(None);
+        };
+        let data: HashMap<String, serde_json::Value> =
+            serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date: expiry.assume_utc(),
+        }))
     }
+
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.delete(id).await,
-            Self::Sqlite(s) => s.delete(id).await,
-        }
+        db_run!(&self.db, |pool| {
+            sqlx::query("DELETE FROM browser_session WHERE session_key = ?")
+                .bind(key_of(id))
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(backend)?;
+        Ok(())
     }
 }
 
 #[async_trait]
 impl ExpiredDeletion for DbSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.delete_expired().await,
-            Self::Sqlite(s) => s.delete_expired().await,
-        }
+        db_run!(&self.db, |pool| {
+            sqlx::query("DELETE FROM browser_session WHERE expiry_date_time < ?")
+                .bind(db::now())
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+        .map_err(backend)?;
+        Ok(())
     }
+}
+
+/// One signed-in browser, as the profile lists it.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct BrowserSession {
+    /// The row key: names the session in "sign out this one" (it is not the cookie).
+    pub session_key: String,
+    #[serde(with = "db::serde_time")]
+    pub created_date_time: PrimitiveDateTime,
+    #[serde(with = "db::serde_time")]
+    pub last_seen_date_time: PrimitiveDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// The user's live sessions, most recently used first.
+pub async fn for_user(db: &Db, user_id: UserId) -> Result<Vec<BrowserSession>, sqlx::Error> {
+    db_run!(db, |pool| {
+        sqlx::query_as::<_, BrowserSession>(
+            "SELECT session_key, created_date_time, last_seen_date_time, user_agent, ip \
+             FROM browser_session WHERE user_id = ? AND expiry_date_time > ? \
+             ORDER BY last_seen_date_time DESC LIMIT 100",
+        )
+        .bind(user_id)
+        .bind(db::now())
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// Signs out one of the user's sessions; false when they have no such session.
+pub async fn delete_one(db: &Db, user_id: UserId, session_key: &str) -> Result<bool, sqlx::Error> {
+    db_run!(db, |pool| {
+        sqlx::query("DELETE FROM browser_session WHERE user_id = ? AND session_key = ?")
+            .bind(user_id)
+            .bind(session_key)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected() == 1)
+    })
+}
+
+/// Signs out every session of the user but `keep` (this browser's, if any).
+pub async fn delete_all_but(
+    db: &Db,
+    user_id: UserId,
+    keep: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    db_run!(db, |pool| {
+        sqlx::query("DELETE FROM browser_session WHERE user_id = ? AND session_key <> ?")
+            .bind(user_id)
+            .bind(keep.unwrap_or(""))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+    })
 }

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use serde::Serialize;
 use sqlx::FromRow;
 use time::PrimitiveDateTime;
@@ -19,6 +21,33 @@ pub struct User {
     pub birthdate: Option<PrimitiveDateTime>,
     pub password_hash: String,
     pub email: String,
+    /// Changes whenever every sign-in of the user should end ("sign out everywhere",
+    /// password reset); `None` until the first time.
+    pub security_stamp: Option<String>,
+    /// The name shown beside the username in chats and lists.
+    pub display_name: Option<String>,
+}
+
+impl User {
+    /// What sessions and access tokens remember of the credentials they were made with:
+    /// when the password or the security stamp changes, it changes, and they stop
+    /// working. Without a stamp it is what it was before stamps existed, so sessions made
+    /// then stay valid.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.password_hash.as_bytes());
+        if let Some(stamp) = &self.security_stamp {
+            hasher.update(b"\0");
+            hasher.update(stamp.as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..12])
+    }
+
+    /// The display name, else the username.
+    pub fn shown_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.username)
+    }
 }
 
 /// What `GET /api/users/` answers.
@@ -45,8 +74,8 @@ impl From<&User> for PublicProfile {
     }
 }
 
-const USER_COLUMNS: &str =
-    "user_id, username, first_name, last_name, birthdate, password_hash, email";
+const USER_COLUMNS: &str = "user_id, username, first_name, last_name, birthdate, password_hash, \
+     email, security_stamp, display_name";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Taken {
@@ -150,6 +179,85 @@ pub async fn set_password_hash(
     })
 }
 
+/// Gives the user a new security stamp: every session and access token made before
+/// stops working (their fingerprint no longer matches). Returns the stamp.
+#[tracing::instrument(skip(db))]
+pub async fn rotate_security_stamp(db: &Db, user_id: UserId) -> Result<String, sqlx::Error> {
+    let stamp = crate::config::random_secret()[..32].to_string();
+    db_run!(db, |pool| {
+        sqlx::query("UPDATE user SET security_stamp = ? WHERE user_id = ?")
+            .bind(&stamp)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(stamp)
+}
+
+/// The distinct parameter parts (`$argon2id$v=19$m=…,t=…,p=…`) of the stored password
+/// hashes: everything before the fourth `$`. One scan of the table.
+pub async fn password_hash_parameters(db: &Db) -> Result<Vec<String>, sqlx::Error> {
+    match db {
+        Db::MySql(pool) => {
+            sqlx::query_scalar(
+                "SELECT DISTINCT SUBSTRING_INDEX(password_hash, '$', 4) FROM user",
+            )
+            .fetch_all(pool)
+            .await
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar(
+                "WITH a AS (SELECT password_hash AS h, instr(substr(password_hash, 2), '$') + 1 AS p FROM user), \
+                 b AS (SELECT h, p + instr(substr(h, p + 1), '$') AS p FROM a), \
+                 c AS (SELECT h, p + instr(substr(h, p + 1), '$') AS p FROM b) \
+                 SELECT DISTINCT substr(h, 1, p - 1) FROM c",
+            )
+            .fetch_all(pool)
+            .await
+        }
+    }
+}
+
+/// The display names of these users (those who set one).
+pub async fn display_names(
+    db: &Db,
+    ids: &[UserId],
+) -> Result<std::collections::HashMap<UserId, String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(UserId, String)> = db_run!(db, |pool| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT user_id, display_name FROM user WHERE display_name IS NOT NULL AND user_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build_query_as::<(UserId, String)>().fetch_all(pool).await
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Sets or clears the display name.
+#[tracing::instrument(skip(db))]
+pub async fn set_display_name(
+    db: &Db,
+    user_id: UserId,
+    display_name: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    db_run!(db, |pool| {
+        sqlx::query("UPDATE user SET display_name = ? WHERE user_id = ?")
+            .bind(display_name)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ProfileUpdate {
     pub first_name: Option<String>,
@@ -196,17 +304,20 @@ pub async fn named(db: &Db, username: &str) -> Result<User, crate::error::AppErr
         .ok_or_else(|| crate::error::AppError::not_found("no such user exists"))
 }
 
-/// Who is who, remembered: ids and usernames never change once made (nothing here renames
-/// or deletes a user), so the hot paths (every send, every history page) resolve them here
-/// instead of asking the database each time. An entry is trusted for a minute, which
-/// bounds how long a user deleted by hand in the database would still resolve; a name not
-/// found is never remembered, so a new account resolves at once.
+/// Who is who, remembered: ids and usernames never change once made, so the hot paths
+/// (every send, every history page) resolve them here instead of asking the database each
+/// time. An entry is trusted for a minute, which bounds how long a change made by another
+/// process (an account deleted, a password changed: the fingerprint access tokens are
+/// checked against) goes unseen here; this process forgets a user at once when it makes
+/// such a change ([`Directory::forget`]). A name not found is never remembered, so a new
+/// account resolves at once.
 pub struct Directory {
     by_id: quick_cache::sync::Cache<UserId, Remembered>,
     by_name: quick_cache::sync::Cache<String, Remembered>,
 }
 
-type Remembered = (UserSummary, std::time::Instant);
+/// A user, the fingerprint of their credentials ([`User::fingerprint`]) and when read.
+type Remembered = (UserSummary, Arc<str>, std::time::Instant);
 
 const DIRECTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -224,14 +335,34 @@ impl Directory {
         db: &Db,
         user_id: UserId,
     ) -> Result<Option<UserSummary>, sqlx::Error> {
+        Ok(self
+            .with_fingerprint(db, user_id)
+            .await?
+            .map(|(user, _)| user))
+    }
+
+    /// The user with this id and the fingerprint of their credentials, if there is one.
+    pub async fn with_fingerprint(
+        &self,
+        db: &Db,
+        user_id: UserId,
+    ) -> Result<Option<(UserSummary, Arc<str>)>, sqlx::Error> {
         if let Some(known) = fresh(self.by_id.get(&user_id)) {
             return Ok(Some(known));
         }
-        let found = by_id(db, user_id).await?.map(|u| UserSummary::from(&u));
-        if let Some(user) = &found {
-            self.remember(user, None);
-        }
-        Ok(found)
+        let Some(user) = by_id(db, user_id).await? else {
+            return Ok(None);
+        };
+        let fingerprint: Arc<str> = user.fingerprint().into();
+        let summary = UserSummary::from(&user);
+        self.remember(&summary, &fingerprint, None);
+        Ok(Some((summary, fingerprint)))
+    }
+
+    /// Forgets a user whose credentials changed or who was deleted.
+    pub fn forget(&self, user: &User) {
+        self.by_id.remove(&user.user_id);
+        self.by_name.remove(&user.username.to_lowercase());
     }
 
     /// The user a request names, or 404 `no such user exists`, as [`named`].
@@ -241,18 +372,19 @@ impl Directory {
         username: &str,
     ) -> Result<UserSummary, crate::error::AppError> {
         let key = username.trim().to_lowercase();
-        if let Some(known) = fresh(self.by_name.get(&key)) {
+        if let Some((known, _)) = fresh(self.by_name.get(&key)) {
             return Ok(known);
         }
-        let user = UserSummary::from(&named(db, username).await?);
+        let found = named(db, username).await?;
+        let user = UserSummary::from(&found);
         // Under the name as asked too: the database's collation decided they are the same.
-        self.remember(&user, Some(key));
+        self.remember(&user, &found.fingerprint().into(), Some(key));
         Ok(user)
     }
 
     /// Remembers a user just read, under the name asked for too.
-    fn remember(&self, user: &UserSummary, asked_as: Option<String>) {
-        let entry = (user.clone(), std::time::Instant::now());
+    fn remember(&self, user: &UserSummary, fingerprint: &Arc<str>, asked_as: Option<String>) {
+        let entry = (user.clone(), fingerprint.clone(), std::time::Instant::now());
         self.by_id.insert(user.user_id, entry.clone());
         let canonical = user.username.to_lowercase();
         if let Some(asked_as) = asked_as.filter(|a| *a != canonical) {
@@ -262,10 +394,10 @@ impl Directory {
     }
 }
 
-fn fresh(entry: Option<Remembered>) -> Option<UserSummary> {
+fn fresh(entry: Option<Remembered>) -> Option<(UserSummary, Arc<str>)> {
     entry
-        .filter(|(_, at)| at.elapsed() < DIRECTORY_TTL)
-        .map(|(user, _)| user)
+        .filter(|(_, _, at)| at.elapsed() < DIRECTORY_TTL)
+        .map(|(user, fingerprint, _)| (user, fingerprint))
 }
 
 impl From<&User> for UserSummary {

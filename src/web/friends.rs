@@ -9,7 +9,10 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{redirect, render, Ctx, Layout, UsernameInput};
+use super::{
+    avatar::{display_names, Person},
+    redirect, render, Ctx, Layout, UsernameInput,
+};
 use crate::{
     error::AppResult,
     state::AppState,
@@ -36,6 +39,7 @@ pub fn router() -> Router<AppState> {
 struct FriendRow {
     user_id: i32,
     username: String,
+    person: Person,
     online: bool,
 }
 
@@ -54,11 +58,13 @@ async fn load_sections(state: &AppState, me: i32) -> AppResult<Sections> {
         .results;
     let ids: Vec<i32> = friends.iter().map(|f| f.user_id).collect();
     let online = event_store::online_among(&state.db, &ids).await?;
+    let names = display_names(state, ids.iter().copied()).await?;
     Ok(Sections {
         friends: friends
             .into_iter()
             .map(|f| FriendRow {
                 online: online.contains(&f.user_id),
+                person: Person::new(&f.username, names.get(&f.user_id).map(String::as_str)),
                 user_id: f.user_id,
                 username: f.username,
             })
@@ -192,6 +198,7 @@ async fn send_request(
     ctx: Ctx,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
+    state.limits.check_friend_request(ctx.user.user_id).await?;
     let other = input.user(&state).await?;
     friend_store::request(&state.db, &ctx.user, &other).await?;
     after_action(&state, ctx).await

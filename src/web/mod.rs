@@ -2,15 +2,17 @@
 //! and templates. Pages are thin: they parse input, call `accounts` or `store`, render.
 
 mod account;
+pub mod avatar;
 mod chats;
 mod friends;
 pub mod live;
 mod render;
 
+use askama::Template;
 use axum::{
     extract::{FromRequestParts, Request},
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode},
-    middleware::{self, Next},
+    middleware::Next,
     response::{Html, IntoResponse, Redirect, Response},
     routing::get,
     Router,
@@ -19,7 +21,12 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::{
-    auth::{csrf_token, extract::user_from_session_parts, MaybePageUser, PageUser},
+    auth::{
+        csrf::{anonymous_token, CsrfNonce},
+        csrf_token,
+        extract::user_from_session_parts,
+        MaybePageUser, PageUser,
+    },
     error::{AppError, AppResult, RenderedError},
     state::AppState,
     store::{
@@ -30,7 +37,7 @@ use crate::{
 
 pub use render::render;
 
-pub fn router(state: AppState) -> Router<AppState> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .merge(account::router())
@@ -39,7 +46,6 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/events", get(live::page_events))
         .route("/nav/badge", get(badge))
         .fallback(|| async { AppError::not_found("This page does not exist.") })
-        .layer(middleware::from_fn_with_state(state, render_errors))
 }
 
 /// What the shared layout needs: who is signed in, the CSRF token for forms and htmx,
@@ -98,7 +104,8 @@ impl FromRequestParts<AppState> for Ctx {
     }
 }
 
-/// An anonymous page's layout (sign-in, sign-up), with the CSRF token of the visitor's session.
+/// An anonymous page's layout (sign-in, sign-up, forgotten password), with the stateless
+/// CSRF token of the visitor's nonce: showing these pages writes no session.
 pub struct AnonCtx {
     pub layout: Layout,
     pub htmx: bool,
@@ -116,12 +123,10 @@ impl FromRequestParts<AppState> for AnonCtx {
             .await
             .map_err(IntoResponse::into_response)?
             .is_some();
-        let session = Session::from_request_parts(parts, state)
-            .await
-            .map_err(|(_, m)| AppError::Internal(anyhow::anyhow!(m)).into_response())?;
-        let csrf = csrf_token(&session)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let nonce = parts.extensions.get::<CsrfNonce>().ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("CSRF layer missing")).into_response()
+        })?;
+        let csrf = anonymous_token(state, &nonce.0);
         Ok(AnonCtx {
             layout: Layout {
                 csrf,
@@ -178,37 +183,133 @@ async fn badge(ctx: Ctx) -> Result<Html<String>, AppError> {
     })
 }
 
-/// Turns an `AppError` from a page route into HTML: a page in the layout, or for htmx a
-/// short text that `app.js` shows next to the form that failed.
-async fn render_errors(request: Request, next: Next) -> Response {
+/// What a browser or a script gets when something fails, whichever layer failed: a
+/// handler's `AppError`, the CSRF check, the body limit (413), the timeout (408), a panic
+/// (500) or the router (404, 405). A page gets the error page, or for htmx a short text
+/// that `app.js` shows next to the form that failed; the API gets JSON `{"detail": …}`.
+/// Applied around every route (`startup::router`), outside the layers that can fail.
+pub async fn shape_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let api = path == "/api" || path.starts_with("/api/");
+    let asset = path.starts_with("/static/");
     let htmx = is_htmx(request.headers());
     let response = next.run(request).await;
-    let Some(error) = response.extensions().get::<RenderedError>().cloned() else {
-        return response;
-    };
     let status = response.status();
-    let mut rendered = if htmx {
-        (
-            status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            error.message,
-        )
-            .into_response()
-    } else {
-        let page = render::ErrorPage {
-            layout: Layout::default(),
-            status: status.as_u16(),
-            message: error.message,
-        };
-        match render(&page) {
-            Ok(html) => (status, html).into_response(),
-            Err(_) => (status, "error").into_response(),
+    if !(status.is_client_error() || status.is_server_error()) || asset {
+        return response;
+    }
+    let rendered = response.extensions().get::<RenderedError>().cloned();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if api {
+        if content_type.starts_with("application/json") {
+            return response;
         }
+        let detail = rendered
+            .map(|r| r.message)
+            .unwrap_or_else(|| generic_message(status).to_string());
+        return replace_body(
+            response,
+            "application/json",
+            serde_json::json!({ "detail": detail }).to_string(),
+        );
+    }
+    if rendered.is_none() && content_type.starts_with("text/html") {
+        return response;
+    }
+    let message = rendered
+        .map(|r| r.message)
+        .unwrap_or_else(|| generic_message(status).to_string());
+    if htmx {
+        return replace_body(response, "text/plain; charset=utf-8", message);
+    }
+    let page = render::ErrorPage {
+        layout: Layout::default(),
+        status: status.as_u16(),
+        message,
     };
-    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
-        if let Some(v) = response.headers().get(&name) {
-            rendered.headers_mut().insert(name, v.clone());
+    match page.render() {
+        Ok(html) => replace_body(response, "text/html; charset=utf-8", html),
+        Err(_) => response,
+    }
+}
+
+/// The same status and headers (request id, security headers, `Retry-After`,
+/// `WWW-Authenticate`), another body.
+fn replace_body(response: Response, content_type: &'static str, body: String) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// What to say about an error no handler explained.
+fn generic_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "This page does not exist.",
+        StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
+        StatusCode::REQUEST_TIMEOUT => "The request took too long. Please try again.",
+        StatusCode::PAYLOAD_TOO_LARGE => "That was too large to send.",
+        StatusCode::FORBIDDEN => "You cannot do that. Reload the page and try again.",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests. Please wait a moment and try again.",
+        StatusCode::UNAUTHORIZED => "Could not validate credentials",
+        s if s.is_server_error() => "Something went wrong on our side. Please try again.",
+        _ => "That did not work. Please check and try again.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::{to_bytes, Body},
+        http::{header, Request, StatusCode},
+        middleware,
+        routing::get,
+        Router,
+    };
+    use tower::ServiceExt;
+
+    /// What `TimeoutLayer` answers (408, no body) reaches each kind of client in its form.
+    #[tokio::test]
+    async fn a_timeout_reaches_a_page_as_html_htmx_as_text_and_the_api_as_json() {
+        let timed_out = || async { StatusCode::REQUEST_TIMEOUT };
+        let app = Router::new()
+            .route("/chats", get(timed_out))
+            .route("/api/users/", get(timed_out))
+            .layer(middleware::from_fn(super::shape_errors));
+        let call = |path: &str, htmx: bool| {
+            let mut request = Request::get(path);
+            if htmx {
+                request = request.header("hx-request", "true");
+            }
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        for (path, htmx, content_type, text) in [
+            ("/chats", false, "text/html", "<!doctype html>"),
+            ("/chats", true, "text/plain", "The request took too long"),
+            (
+                "/api/users/",
+                false,
+                "application/json",
+                r#"{"detail":"The request took too long. Please try again."}"#,
+            ),
+        ] {
+            let response = call(path, htmx).await.unwrap();
+            assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+            assert!(response.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type));
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            assert!(body.contains(text), "{path} {htmx}: {body}");
         }
     }
-    rendered
 }

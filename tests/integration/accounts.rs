@@ -208,9 +208,9 @@ both_backends! {
     async fn sign_out_deletes_the_session_on_the_server(app) {
         let browser = app.browser();
         browser.sign_up("leaver").await;
-        let sessions_before = app.count("web_session").await;
+        let sessions_before = app.count("browser_session").await;
         browser.post_form("/chats", "/logout", &[]).await;
-        assert!(app.count("web_session").await < sessions_before);
+        assert!(app.count("browser_session").await < sessions_before);
     }
 
     async fn profile_edits_are_validated_and_saved(app) {

@@ -5,18 +5,24 @@
 mod harness;
 mod helpers;
 
+mod abuse;
+mod account_data;
 mod accounts;
 mod browser;
 mod deployment;
+mod display_names;
 mod foundation;
 mod friends;
 mod limits;
 mod live;
 mod messages;
 mod operations;
+mod password_reset;
 mod pipeline;
 mod proxy;
+mod sessions;
 mod socketio;
+mod tokens;
 
 fn main() {
     harness::run().exit();

@@ -32,8 +32,8 @@ both_backends! {
         let (s, _) = body(app.send_dm(&bob, &alice, "hi").await).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert_eq!(app.count("message").await, 0, "nothing stored by refused sends");
-        // Friends can.
-        app.delete(&alice.token, "/api/friends/requests?friend_username=bob").await;
+        // Friends can. (Only Bob, who declined, may clear the refusal.)
+        app.delete(&bob.token, "/api/friends/requests?friend_username=alice").await;
         app.befriend(&alice, &bob).await;
         let (s, m) = body(app.send_dm(&alice, &bob, "  hello bob  ").await).await;
         assert_eq!(s, StatusCode::CREATED);

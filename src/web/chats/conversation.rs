@@ -21,7 +21,12 @@ use crate::{
         sending::Outgoing,
         users::UserSummary,
     },
-    web::{redirect, render, render::message_html, Ctx, Layout},
+    web::{
+        avatar::{display_names, Person},
+        redirect, render,
+        render::message_html,
+        Ctx, Layout,
+    },
 };
 
 const PAGE_SIZE: u32 = 50;
@@ -30,7 +35,9 @@ const PAGE_SIZE: u32 = 50;
 pub struct MessageView {
     pub id: MessageId,
     pub mine: bool,
-    pub sender: String,
+    /// Who sent it: display name (once known, [`MessageView::name_senders`]), username,
+    /// avatar.
+    pub sender: Person,
     pub sender_id: i32,
     pub html: String,
     pub raw: String,
@@ -45,10 +52,10 @@ impl MessageView {
         Self {
             id: m.message_id,
             mine: m.sender_id == Some(viewer),
-            sender: m
-                .sender_username
-                .clone()
-                .unwrap_or_else(|| "deleted account".into()),
+            sender: match &m.sender_username {
+                Some(username) => Person::new(username, None),
+                None => Person::deleted(),
+            },
             sender_id: m.sender_id.unwrap_or(0),
             html: message_html(&m.content),
             raw: m.content.clone(),
@@ -56,6 +63,18 @@ impl MessageView {
             time_label: format!("{:02}:{:02}", t.hour(), t.minute()),
             edited: m.last_edited_date_time.is_some(),
         }
+    }
+
+    /// Shows the senders' display names. (A message that arrives live shows the
+    /// username until the page is loaded again.)
+    pub async fn name_senders(state: &AppState, views: &mut [MessageView]) -> AppResult<()> {
+        let names = display_names(state, views.iter().map(|v| v.sender_id)).await?;
+        for view in views {
+            if let Some(name) = names.get(&view.sender_id) {
+                view.sender = Person::new(&view.sender.username, Some(name));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -107,6 +126,7 @@ async fn latest_page(
         .map(|m| MessageView::new(m, me))
         .collect();
     views.reverse();
+    MessageView::name_senders(state, &mut views).await?;
     Ok((views, older))
 }
 
@@ -151,9 +171,18 @@ pub(super) async fn conversation_page(
         None => false,
     };
     ctx.layout.section = "chats";
+    let mut conv = opened.at;
+    if let Party::User(other) = &opened.party {
+        if let Some(name) = display_names(&state, [other.user_id])
+            .await?
+            .remove(&other.user_id)
+        {
+            conv.title = format!("{name} (@{})", other.username);
+        }
+    }
     let page = ConversationPage {
         layout: ctx.layout,
-        conv: opened.at,
+        conv,
         messages,
         older_cursor,
         seen,
@@ -216,10 +245,9 @@ pub(super) async fn send(
         state.events.wake();
     }
     if ctx.htmx {
-        Ok(render(&MessageItem {
-            m: MessageView::new(&message, ctx.user.user_id),
-        })?
-        .into_response())
+        let mut view = MessageView::new(&message, ctx.user.user_id);
+        MessageView::name_senders(&state, std::slice::from_mut(&mut view)).await?;
+        Ok(render(&MessageItem { m: view })?.into_response())
     } else {
         Ok(redirect(false, &opened.at.path))
     }
@@ -248,6 +276,7 @@ pub(super) async fn typing(
     ctx: Ctx,
     path: ConvPath,
 ) -> AppResult<StatusCode> {
+    state.limits.check_typing(ctx.user.user_id)?;
     let conv = path.resolve(&state, &ctx.user).await?.conversation();
     messages::typing(&state.db, &ctx.user, conv).await?;
     state.events.wake();

@@ -11,13 +11,14 @@ use crate::{
         messages::{self, ConversationSummary},
         users::UserSummary,
     },
-    web::{render, Ctx, Layout},
+    web::{avatar::Person, render, Ctx, Layout},
 };
 
 struct ConversationRow {
     href: String,
     name: String,
-    group: bool,
+    /// The other user of a direct conversation.
+    person: Option<Person>,
     preview: String,
     time_iso: String,
     time_label: String,
@@ -40,8 +41,8 @@ impl From<ConversationSummary> for ConversationRow {
             } else {
                 format!("/chats/@{}", c.name)
             },
+            person: (!group).then(|| Person::new(&c.name, c.display_name.as_deref())),
             name: c.name,
-            group,
             preview,
             time_iso: c
                 .last_message_at

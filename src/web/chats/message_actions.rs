@@ -60,10 +60,9 @@ async fn back_to_conversation(
     message: &Message,
 ) -> AppResult<Response> {
     if ctx.htmx {
-        return Ok(render(&MessageItem {
-            m: MessageView::new(message, ctx.user.user_id),
-        })?
-        .into_response());
+        let mut view = MessageView::new(message, ctx.user.user_id);
+        MessageView::name_senders(state, std::slice::from_mut(&mut view)).await?;
+        return Ok(render(&MessageItem { m: view })?.into_response());
     }
     let path = match (message.group_chat_id, message.reciever_id) {
         (Some(g), _) => format!("/chats/g/{g}"),
