@@ -34,7 +34,7 @@ use crate::{
     api, assets,
     auth::{csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
     config::Config,
-    db::Db,
+    db::{Circuit, Db},
     events::EventHub,
     state::AppState,
     store::{
@@ -51,12 +51,15 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
+/// How often `RDS_PASSWORD_FILE` is re-read for a rotated password.
+pub const PASSWORD_REREAD_INTERVAL: Duration = Duration::from_secs(30);
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
     shutdown: CancellationToken,
+    password_reread: Duration,
 }
 
 impl Application {
@@ -84,7 +87,8 @@ impl Application {
         )
         .await
         .context("starting the event tailer")?;
-        let session_store = DbSessionStore::new(&db)
+        let circuit = Circuit::start(db.clone(), shutdown.clone());
+        let session_store = DbSessionStore::new(&db, circuit.clone())
             .await
             .context("creating the session table")?;
         tokio::spawn(delete_expired_sessions(
@@ -103,6 +107,7 @@ impl Application {
             events,
             sends: SendQueue::start(
                 db.clone(),
+                circuit,
                 sending::writers_for(&db),
                 db.multi_row_ids_are_consecutive()
                     .await
@@ -125,7 +130,16 @@ impl Application {
             router,
             state,
             shutdown,
+            password_reread: PASSWORD_REREAD_INTERVAL,
         })
+    }
+
+    /// Re-reads `RDS_PASSWORD_FILE` every `interval` instead of
+    /// [`PASSWORD_REREAD_INTERVAL`]: for tests, which cannot wait 30 s.
+    #[doc(hidden)]
+    pub fn reread_password_every(mut self, interval: Duration) -> Self {
+        self.password_reread = interval;
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -142,17 +156,27 @@ impl Application {
     }
 
     /// Serves until `signal` completes, then stops accepting, ends event streams (with a
-    /// retry hint) and lets in-flight requests finish.
+    /// retry hint), lets in-flight requests finish and writes every send still queued.
     pub async fn run_until_stopped(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        if let Some(file) = &self.state.config.password_file {
+            self.state.db.reload_password_from(
+                file.clone(),
+                self.password_reread,
+                self.shutdown.clone(),
+            );
+        }
         let token = self.shutdown.clone();
         tokio::spawn(async move {
             signal.await;
             token.cancel();
         });
         let result = serve_http1(self.listener, self.router, self.shutdown.clone()).await;
+        // A send whose caller went away (so its connection did not hold the shutdown up)
+        // may still be queued or being written; it goes in before the pool closes.
+        self.state.sends.drain().await;
         self.state.db.close().await;
         result
     }

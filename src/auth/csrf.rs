@@ -23,8 +23,13 @@ pub const FIELD: &str = "csrf_token";
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
 pub async fn protect(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let page = !request.uri().path().starts_with("/api/");
+    let htmx = crate::web::is_htmx(request.headers());
     match check(&state, request).await {
         Ok(request) => next.run(request).await,
+        // A page's refusal (or a session that cannot be read: 503) reads as the page's
+        // other errors do, not as the API's JSON.
+        Err(e) if page => crate::web::render_error_for_page(htmx, e.into_response()),
         Err(e) => e.into_response(),
     }
 }
@@ -50,7 +55,7 @@ async fn check(state: &AppState, request: Request) -> Result<Request, AppError> 
         .get::<Session>()
         .cloned()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
-    let expected = super::stored_csrf_token(&session).await;
+    let expected = super::stored_csrf_token(&session).await?;
     let (request, presented) = presented_token(request).await?;
     match (expected, presented) {
         (Some(expected), Some(presented))

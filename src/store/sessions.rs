@@ -1,5 +1,7 @@
 //! Sign-in sessions live in the database so any process behind the load balancer accepts
-//! them: tower-sessions' sqlx stores, one per backend, behind one type.
+//! them: tower-sessions' sqlx stores, one per backend, behind one type. Every page needs
+//! its session first, so while the database is down ([`Circuit`]) the store fails at once
+//! and the page answers 503 instead of waiting for the pool.
 
 use async_trait::async_trait;
 use tower_sessions::{
@@ -9,21 +11,50 @@ use tower_sessions::{
 };
 use tower_sessions_sqlx_store::{MySqlStore, SqliteStore};
 
-use crate::db::Db;
+use crate::db::{Circuit, Db, UNAVAILABLE};
 
 const TABLE: &str = "web_session";
 
 /// The sqlx store of whichever backend is in use.
+#[derive(Clone)]
+pub struct DbSessionStore {
+    backend: Backend,
+    circuit: Circuit,
+}
+
 #[derive(Debug, Clone)]
-pub enum DbSessionStore {
+enum Backend {
     MySql(MySqlStore),
     Sqlite(SqliteStore),
+}
+
+impl std::fmt::Debug for DbSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.backend.fmt(f)
+    }
+}
+
+/// Runs one store call unless the database is known to be down, or found to be down
+/// while the call waits: then at once the error that pages show as 503.
+macro_rules! guarded {
+    ($self:ident, |$s:ident| $call:expr) => {
+        $self
+            .circuit
+            .guard(async {
+                Ok(match &$self.backend {
+                    Backend::MySql($s) => $call.await,
+                    Backend::Sqlite($s) => $call.await,
+                })
+            })
+            .await
+            .unwrap_or_else(|_| Err(session_store::Error::Backend(UNAVAILABLE.into())))
+    };
 }
 
 impl DbSessionStore {
     /// Makes the store and its table. On MySQL the table goes into the connection's own
     /// database (the store would otherwise create a separate `tower_sessions` schema).
-    pub async fn new(db: &Db) -> anyhow::Result<Self> {
+    pub async fn new(db: &Db, circuit: Circuit) -> anyhow::Result<Self> {
         let store = match db {
             Db::MySql(pool) => {
                 let schema: String = sqlx::query_scalar("SELECT DATABASE()")
@@ -35,54 +66,45 @@ impl DbSessionStore {
                     .with_table_name(TABLE)
                     .map_err(anyhow::Error::msg)?;
                 store.migrate().await?;
-                Self::MySql(store)
+                Backend::MySql(store)
             }
             Db::Sqlite(pool) => {
                 let store = SqliteStore::new(pool.clone())
                     .with_table_name(TABLE)
                     .map_err(anyhow::Error::msg)?;
                 store.migrate().await?;
-                Self::Sqlite(store)
+                Backend::Sqlite(store)
             }
         };
-        Ok(store)
+        Ok(Self {
+            backend: store,
+            circuit,
+        })
     }
 }
 
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.create(record).await,
-            Self::Sqlite(s) => s.create(record).await,
-        }
+        guarded!(self, |s| s.create(record))
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.save(record).await,
-            Self::Sqlite(s) => s.save(record).await,
-        }
+        guarded!(self, |s| s.save(record))
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match self {
-            Self::MySql(s) => s.load(id).await,
-            Self::Sqlite(s) => s.load(id).await,
-        }
+        guarded!(self, |s| s.load(id))
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.delete(id).await,
-            Self::Sqlite(s) => s.delete(id).await,
-        }
+        guarded!(self, |s| s.delete(id))
     }
 }
 
 #[async_trait]
 impl ExpiredDeletion for DbSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
-        match self {
-            Self::MySql(s) => s.delete_expired().await,
-            Self::Sqlite(s) => s.delete_expired().await,
+        match &self.backend {
+            Backend::MySql(s) => s.delete_expired().await,
+            Backend::Sqlite(s) => s.delete_expired().await,
         }
     }
 }

@@ -183,6 +183,13 @@ async fn badge(ctx: Ctx) -> Result<Html<String>, AppError> {
 async fn render_errors(request: Request, next: Next) -> Response {
     let htmx = is_htmx(request.headers());
     let response = next.run(request).await;
+    render_error_for_page(htmx, response)
+}
+
+/// A response carrying an `AppError`, as a page request gets it: the error page, or for
+/// htmx the short text. Any other response passes through. The CSRF layer, which runs
+/// before the pages' router, uses it too.
+pub(crate) fn render_error_for_page(htmx: bool, response: Response) -> Response {
     let Some(error) = response.extensions().get::<RenderedError>().cloned() else {
         return response;
     };

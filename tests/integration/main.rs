@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod browser;
 mod deployment;
+mod faults;
 mod foundation;
 mod friends;
 mod live;
