@@ -98,7 +98,7 @@ impl AppError {
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut => AppError::Unavailable("database unavailable".into()),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => crate::db::unavailable(),
             other => AppError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -124,9 +124,15 @@ impl IntoResponse for AppError {
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
+            AppError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
             _ => {}
         }
-        let message = if status.is_server_error() {
+        // A page shows the outage as what it means for the user: nothing was saved.
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            crate::db::UNAVAILABLE.to_string()
+        } else if status.is_server_error() {
             "Something went wrong on our side. Please try again.".to_string()
         } else {
             message

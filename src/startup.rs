@@ -44,7 +44,7 @@ use crate::{
         password::PasswordHasher,
     },
     config::Config,
-    db::Db,
+    db::{Circuit, Db},
     events::EventHub,
     health::{self, Health},
     mail::Mailer,
@@ -65,6 +65,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
+/// How often `RDS_PASSWORD_FILE` is re-read for a rotated password.
+pub const PASSWORD_REREAD_INTERVAL: Duration = Duration::from_secs(30);
 
 pub struct Application {
     listener: TcpListener,
@@ -73,6 +75,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     shutdown: CancellationToken,
+    password_reread: Duration,
 }
 
 impl Application {
@@ -112,7 +115,8 @@ impl Application {
         )
         .await
         .context("starting the event tailer")?;
-        let session_store = DbSessionStore::new(&db);
+        let circuit = Circuit::start(db.clone(), shutdown.clone());
+        let session_store = DbSessionStore::new(&db, circuit.clone());
         tokio::spawn(delete_expired_sessions(
             session_store.clone(),
             shutdown.clone(),
@@ -155,6 +159,7 @@ impl Application {
             events,
             sends: SendQueue::start(
                 db.clone(),
+                circuit,
                 sending::writers_for(&db),
                 db.multi_row_ids_are_consecutive()
                     .await
@@ -189,7 +194,16 @@ impl Application {
             router,
             state,
             shutdown,
+            password_reread: PASSWORD_REREAD_INTERVAL,
         })
+    }
+
+    /// Re-reads `RDS_PASSWORD_FILE` every `interval` instead of
+    /// [`PASSWORD_REREAD_INTERVAL`]: for tests, which cannot wait 30 s.
+    #[doc(hidden)]
+    pub fn reread_password_every(mut self, interval: Duration) -> Self {
+        self.password_reread = interval;
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -212,11 +226,18 @@ impl Application {
     }
 
     /// Serves until `signal` completes, then stops accepting, ends event streams (with a
-    /// retry hint) and lets in-flight requests finish.
+    /// retry hint), lets in-flight requests finish and writes every send still queued.
     pub async fn run_until_stopped(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        if let Some(file) = &self.state.config.password_file {
+            self.state.db.reload_password_from(
+                file.clone(),
+                self.password_reread,
+                self.shutdown.clone(),
+            );
+        }
         let token = self.shutdown.clone();
         tokio::spawn(async move {
             signal.await;
@@ -238,6 +259,9 @@ impl Application {
             max_connections,
         )
         .await;
+        // A send whose caller went away (so its connection did not hold the shutdown up)
+        // may still be queued or being written; it goes in before the pool closes.
+        self.state.sends.drain().await;
         self.state.db.close().await;
         result
     }

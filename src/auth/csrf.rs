@@ -97,7 +97,8 @@ async fn check(state: &AppState, request: Request, nonce: &str) -> Result<Reques
     }
     let session_token = match request.extensions().get::<Session>() {
         Some(session) if cookie(&request, SESSION_COOKIE).is_some() => {
-            super::stored_csrf_token(session).await
+            // A store that cannot be read is the database down: 503, not a refusal.
+            super::stored_csrf_token(session).await?
         }
         _ => None,
     };

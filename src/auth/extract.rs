@@ -134,7 +134,7 @@ pub async fn user_from_session_parts(
     let Ok(session) = Session::from_request_parts(parts, state).await else {
         return Ok(None);
     };
-    let Some((user_id, fingerprint)) = super::session_user_id(&session).await else {
+    let Some((user_id, fingerprint)) = super::session_user_id(&session).await? else {
         return Ok(None);
     };
     match users::by_id(&state.db, user_id).await? {

@@ -70,8 +70,31 @@ impl Device {
     }
 }
 
+/// A session that cannot be read or written: the store is the database, so this is the
+/// database failing (503, "can't save right now"), not a reason to sign anyone out.
 fn session_error(e: tower_sessions::session::Error) -> AppError {
-    AppError::Internal(anyhow::anyhow!("session store: {e}"))
+    use tower_sessions::{session::Error, session_store::Error as StoreError};
+    match e {
+        Error::Store(StoreError::Backend(cause)) => {
+            tracing::warn!(error = %cause, "session store unavailable");
+            crate::db::unavailable()
+        }
+        other => AppError::Internal(anyhow::anyhow!("session store: {other}")),
+    }
+}
+
+/// A session value, `None` when absent or unreadable (treated as signed out); an error
+/// only when the store itself failed.
+async fn session_value<T: serde::de::DeserializeOwned>(
+    session: &Session,
+    key: &str,
+) -> Result<Option<T>, AppError> {
+    use tower_sessions::{session::Error, session_store::Error as StoreError};
+    match session.get::<T>(key).await {
+        Ok(value) => Ok(value),
+        Err(e @ Error::Store(StoreError::Backend(_))) => Err(session_error(e)),
+        Err(_) => Ok(None),
+    }
 }
 
 fn now_unix() -> i64 {
@@ -133,10 +156,10 @@ pub async fn end_session(session: &Session) -> Result<(), AppError> {
     session.flush().await.map_err(session_error)
 }
 
-/// The user id a session claims, and the fingerprint it was made with.
-pub(crate) async fn session_user_id(session: &Session) -> Option<(i32, String)> {
-    let auth: SessionAuth = session.get(AUTH_KEY).await.ok().flatten()?;
-    Some((auth.user_id, auth.fingerprint))
+/// The user id a session claims, and whether its fingerprint still matches `check`.
+pub(crate) async fn session_user_id(session: &Session) -> Result<Option<(i32, String)>, AppError> {
+    let auth: Option<SessionAuth> = session_value(session, AUTH_KEY).await?;
+    Ok(auth.map(|auth| (auth.user_id, auth.fingerprint)))
 }
 
 pub(crate) fn fingerprint_matches(user: &User, stored: &str) -> bool {
@@ -179,6 +202,6 @@ pub async fn csrf_token(session: &Session) -> Result<String, AppError> {
     Ok(token)
 }
 
-pub(crate) async fn stored_csrf_token(session: &Session) -> Option<String> {
-    session.get::<String>(CSRF_KEY).await.ok().flatten()
+pub(crate) async fn stored_csrf_token(session: &Session) -> Result<Option<String>, AppError> {
+    session_value(session, CSRF_KEY).await
 }

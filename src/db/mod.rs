@@ -4,6 +4,8 @@
 //! `DATETIME` or `TINYINT`). Store code writes a query body once inside [`db_run!`],
 //! which compiles it for each backend; only dialect differences get per-backend arms.
 
+mod circuit;
+
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
@@ -13,6 +15,8 @@ use sqlx::{
     },
     ConnectOptions,
 };
+
+pub use circuit::{is_unreachable, unavailable, Circuit, UNAVAILABLE};
 
 static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -134,12 +138,13 @@ impl Db {
         result.map_err(|e| ConnectError::Migrate(e.to_string()))
     }
 
-    /// Re-reads `file` every 30 s and, when the password in it changed (a rotation),
-    /// gives new MySQL connections the new one. Open connections stay as they are: MySQL
-    /// keeps sessions that authenticated with the old password.
+    /// Re-reads `file` every `interval` and, when the password in it changed (a
+    /// rotation), gives new MySQL connections the new one. Open connections stay as they
+    /// are: MySQL keeps sessions that authenticated with the old password.
     pub fn reload_password_from(
         &self,
         file: std::path::PathBuf,
+        interval: Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         let Db::MySql(pool) = self.clone() else {
@@ -152,7 +157,7 @@ impl Db {
                     .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
             };
             let mut current = read(&file);
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            let mut tick = tokio::time::interval(interval);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -205,6 +210,11 @@ impl Db {
             Db::MySql(_) => "mysql",
             Db::Sqlite(_) => "sqlite",
         }
+    }
+
+    /// Whether [`Db::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        db_run!(self, |pool| pool.is_closed())
     }
 
     pub async fn close(&self) {

@@ -184,6 +184,80 @@ macro_rules! sync_lists {
     }};
 }
 
+/// Whether two users may talk: send each other direct messages, edit or delete the ones
+/// sent, type, mark them seen, share a new group. The one rule, for every such path: they
+/// are friends now. It is read from the sender's `friend_list` row, which every change of
+/// the friendship rewrites in its own transaction, so it is never behind the status history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Talk {
+    Friends,
+    /// No friendship at all (never asked, or deleted).
+    Strangers,
+    /// A friendship that is not accepted: pending, declined, or blocked either way.
+    NotFriends,
+}
+
+impl Talk {
+    /// What a `friend_list.list` code means for talking.
+    pub(crate) fn from_list_code(code: &str) -> Self {
+        if code == "F" {
+            Talk::Friends
+        } else {
+            Talk::NotFriends
+        }
+    }
+
+    /// `Ok` for friends; otherwise the original service's answer to a send.
+    pub fn require(self) -> Result<(), AppError> {
+        match self {
+            Talk::Friends => Ok(()),
+            Talk::Strangers => Err(AppError::not_found("friendship was not found")),
+            Talk::NotFriends => Err(AppError::bad_request(
+                "you cannot message this person if you are not their friend",
+            )),
+        }
+    }
+}
+
+/// [`Talk`] for each `(me, other)` pair, in one query on either backend's pool or open
+/// transaction: `talk_rights!(executor, &pairs)` gives `Result<HashMap<(UserId, UserId),
+/// Talk>, sqlx::Error>`. Pairs without a row are [`Talk::Strangers`] (see [`talk_of`]).
+/// The pairs are a table of constants joined on the primary key: a lookup per pair, with
+/// none of the range analysis that `OR`ed pairs would cost on every batch of sends.
+macro_rules! talk_rights {
+    ($exec:expr, $pairs:expr) => {{
+        let pairs: &[(UserId, UserId)] = $pairs;
+        let mut q = sqlx::QueryBuilder::new("SELECT fl.owner_id, fl.other_id, fl.list FROM (");
+        for (i, (me, other)) in pairs.iter().enumerate() {
+            q.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " })
+                .push_bind(*me)
+                .push(if i == 0 { " AS owner_id, " } else { ", " })
+                .push_bind(*other)
+                .push(if i == 0 { " AS other_id" } else { "" });
+        }
+        q.push(") pair JOIN friend_list fl ON fl.owner_id = pair.owner_id AND fl.other_id = pair.other_id");
+        let rows: Result<Vec<(UserId, UserId, String)>, sqlx::Error> =
+            q.build_query_as().fetch_all($exec).await;
+        rows.map(|rows| {
+            rows.into_iter()
+                .map(|(me, other, list)| ((me, other), $crate::store::friends::Talk::from_list_code(&list)))
+                .collect::<std::collections::HashMap<(UserId, UserId), $crate::store::friends::Talk>>()
+        })
+    }};
+}
+pub(crate) use talk_rights;
+
+/// The [`Talk`] of one pair out of what [`talk_rights!`] found.
+pub fn talk_of(rights: &HashMap<(UserId, UserId), Talk>, me: UserId, other: UserId) -> Talk {
+    rights.get(&(me, other)).copied().unwrap_or(Talk::Strangers)
+}
+
+/// Whether `me` may talk to `other` now; see [`Talk`].
+pub async fn may_talk(db: &Db, me: UserId, other: UserId) -> Result<Talk, sqlx::Error> {
+    let rights = db_run!(db, |pool| talk_rights!(pool, &[(me, other)]))?;
+    Ok(talk_of(&rights, me, other))
+}
+
 /// The latest status between two users, if they have a friendship.
 pub async fn latest(db: &Db, a: UserId, b: UserId) -> Result<Option<Latest>, sqlx::Error> {
     let row = db_run!(db, |pool| {

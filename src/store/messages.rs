@@ -9,6 +9,7 @@ use time::PrimitiveDateTime;
 
 use super::{
     events::{NewEvent, Outbox},
+    friends::{self, Talk},
     users::{User, UserId, UserSummary},
 };
 use crate::{
@@ -16,7 +17,7 @@ use crate::{
     db_run, db_tx,
     domain::{
         cursor::{Cursor, Page},
-        FriendshipStatus, GroupName, MessageContent,
+        GroupName, MessageContent,
     },
     error::{AppError, AppResult},
 };
@@ -234,6 +235,20 @@ async fn visible_message(
     Ok((message, participants))
 }
 
+/// A direct message's two sides may only touch it (edit, delete) while they may talk:
+/// nothing reaches a user who blocked the other, or was blocked, or unfriended.
+async fn require_talk(db: &Db, me: UserId, message: &Message) -> AppResult<()> {
+    if let (None, Some(reciever)) = (message.group_chat_id, message.reciever_id) {
+        let other = if reciever == me {
+            message.sender_id.unwrap_or(reciever)
+        } else {
+            reciever
+        };
+        friends::may_talk(db, me, other).await?.require()?;
+    }
+    Ok(())
+}
+
 /// Edits my own message; everyone in the conversation hears `message_edited`.
 #[tracing::instrument(skip(db, content))]
 pub async fn edit(
@@ -248,6 +263,7 @@ pub async fn edit(
             "you can only edit your own messages".into(),
         ));
     }
+    require_talk(db, me.user_id, &message).await?;
     let now = db::now();
     message.content = content.as_str().to_string();
     message.last_edited_date_time = Some(now);
@@ -279,6 +295,7 @@ pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Mess
             "you can only delete your own messages".into(),
         ));
     }
+    require_talk(db, me.user_id, &message).await?;
     let payload = json!({ "message_id": message_id, "group_chat_id": message.group_chat_id, "sender_id": message.sender_id, "reciever_id": message.reciever_id });
     db_tx!(db, |tx| {
         sqlx::query("DELETE FROM message WHERE message_id = ? AND sender_id = ?")
@@ -306,8 +323,11 @@ pub async fn mark_seen(
     conversation: Conversation,
     up_to: MessageId,
 ) -> AppResult<bool> {
-    if let Conversation::Group(group) = conversation {
-        require_member(db, me, group).await?;
+    match conversation {
+        Conversation::Group(group) => {
+            require_member(db, me, group).await?;
+        }
+        Conversation::Direct(other) => friends::may_talk(db, me, other).await?.require()?,
     }
     // No further than the conversation's newest message: a mark past it (i32::MAX) would
     // make every future message arrive already read.
@@ -478,8 +498,8 @@ pub async fn create_group(
 }
 
 async fn require_friend(db: &Db, me: UserId, other: &User) -> AppResult<()> {
-    match super::friends::latest(db, me, other.user_id).await? {
-        Some(l) if l.status == FriendshipStatus::Accepted => Ok(()),
+    match friends::may_talk(db, me, other.user_id).await? {
+        Talk::Friends => Ok(()),
         _ => Err(AppError::bad_request(format!(
             "{} is not your friend",
             other.username
@@ -610,9 +630,8 @@ pub async fn rename(db: &Db, me: &User, group: GroupId, name: &GroupName) -> App
 pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult<()> {
     let (recipients, payload) = match conversation {
         Conversation::Direct(other) => {
-            if super::friends::relationship(db, me.user_id, other).await?
-                != super::friends::Relationship::Friends
-            {
+            // The one rule; typing's own answer (400 whatever the reason) is its original one.
+            if friends::may_talk(db, me.user_id, other).await? != Talk::Friends {
                 return Err(AppError::bad_request(
                     "you cannot message this person if you are not their friend",
                 ));

@@ -8,6 +8,9 @@
 //! sessions are written (anonymous visitors carry a stateless CSRF token instead, see
 //! `auth::csrf`), and a session is written again only when something in it changes, which
 //! for an active user is the "seen" mark renewed every few minutes (`auth::touch`).
+//!
+//! Every page needs its session first, so while the database is down ([`Circuit`]) the
+//! store fails at once and the page answers 503 instead of waiting for the pool.
 
 use std::collections::HashMap;
 
@@ -24,7 +27,7 @@ use tower_sessions::{
 
 use super::users::UserId;
 use crate::{
-    db::{self, Db},
+    db::{self, Circuit, Db, UNAVAILABLE},
     db_run,
 };
 
@@ -38,14 +41,32 @@ pub fn key_of(id: &Id) -> String {
     hex::encode(Sha256::digest(id.to_string().as_bytes()))
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DbSessionStore {
     db: Db,
+    circuit: Circuit,
+}
+
+impl std::fmt::Debug for DbSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSessionStore").finish_non_exhaustive()
+    }
 }
 
 impl DbSessionStore {
-    pub fn new(db: &Db) -> Self {
-        Self { db: db.clone() }
+    pub fn new(db: &Db, circuit: Circuit) -> Self {
+        Self {
+            db: db.clone(),
+            circuit,
+        }
+    }
+
+    /// The error pages show as 503, at once, while the database is known to be down.
+    fn refuse_while_down(&self) -> session_store::Result<()> {
+        if self.circuit.is_open() {
+            return Err(session_store::Error::Backend(UNAVAILABLE.into()));
+        }
+        Ok(())
     }
 }
 
@@ -106,6 +127,7 @@ fn backend(e: sqlx::Error) -> session_store::Error {
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.refuse_while_down()?;
         let c = columns(record)?;
         let now = db::now();
         // A fresh random id collides with an existing one practically never; when it
@@ -140,6 +162,7 @@ impl SessionStore for DbSessionStore {
     /// Updates the row. A row that is gone was signed out (from the profile, or by a
     /// password change) while this request ran: it stays gone.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.refuse_while_down()?;
         let c = columns(record)?;
         db_run!(&self.db, |pool| {
             sqlx::query(
@@ -162,6 +185,7 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.refuse_while_down()?;
         let row: Option<(String, PrimitiveDateTime)> = db_run!(&self.db, |pool| {
             sqlx::query_as(
                 "SELECT data, expiry_date_time FROM browser_session \

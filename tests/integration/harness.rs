@@ -20,6 +20,9 @@ pub enum Need {
     Python,
     /// nginx (Debian's, at /usr/sbin/nginx) and openssl, for the proxy test.
     Nginx,
+    /// MariaDB's programs (mariadbd, mariadb-install-db), for tests that start and stop a
+    /// database server of their own.
+    MariaDb,
 }
 
 impl Need {
@@ -32,6 +35,9 @@ impl Need {
             Need::Browser if chromedriver().is_none() => Some(
                 "needs a browser, and chromedriver was not found (CHROMEDRIVER, PATH): \
                  apt-get install chromium chromium-driver",
+            ),
+            Need::MariaDb if !mariadb_installed() => Some(
+                "needs mariadbd and mariadb-install-db on PATH: apt-get install mariadb-server",
             ),
             Need::Nginx if !nginx_available() => Some(
                 "needs /usr/sbin/nginx and openssl: apt-get install nginx openssl",
@@ -49,6 +55,7 @@ impl Need {
             Need::Browser => "a browser (apt-get install chromium chromium-driver)",
             Need::Python => "python3 with venv (apt-get install python3-venv)",
             Need::Nginx => "nginx (apt-get install nginx openssl)",
+            Need::MariaDb => "MariaDB's server programs (apt-get install mariadb-server)",
         }
     }
 }
@@ -119,10 +126,16 @@ pub fn run() -> Conclusion {
             .and_then(|n| n.parse().ok());
     }
     let ci = in_ci();
-    let missing: Vec<Need> = [Need::MySql, Need::Browser, Need::Python, Need::Nginx]
-        .into_iter()
-        .filter(|need| need.unmet().is_some())
-        .collect();
+    let missing: Vec<Need> = [
+        Need::MySql,
+        Need::Browser,
+        Need::Python,
+        Need::Nginx,
+        Need::MariaDb,
+    ]
+    .into_iter()
+    .filter(|need| need.unmet().is_some())
+    .collect();
     let mut tests: Vec<&'static Test> = inventory::iter::<Test>.into_iter().collect();
     tests.sort_by_cached_key(|test| test.full_name());
     let mut lacking = Vec::new();
@@ -165,6 +178,17 @@ pub fn mysql_url() -> Option<String> {
     std::env::var("TEST_MYSQL_URL")
         .ok()
         .filter(|url| !url.is_empty())
+}
+
+/// Whether MariaDB's server programs are on PATH.
+fn mariadb_installed() -> bool {
+    ["mariadbd", "mariadb-install-db", "mariadb"]
+        .iter()
+        .all(|program| {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+            })
+        })
 }
 
 /// Whether the proxy test's nginx and the openssl it makes a certificate with are here.
@@ -336,5 +360,8 @@ macro_rules! __need {
     };
     (nginx) => {
         $crate::harness::Need::Nginx
+    };
+    (mariadb) => {
+        $crate::harness::Need::MariaDb
     };
 }

@@ -11,6 +11,7 @@ mod accounts;
 mod browser;
 mod deployment;
 mod display_names;
+mod faults;
 mod foundation;
 mod friends;
 mod limits;

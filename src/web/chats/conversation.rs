@@ -142,8 +142,8 @@ pub(super) async fn conversation_page(
     let (messages, older_cursor) = latest_page(&state, me, opened.conv, None).await?;
     let (can_send, online, group) = match &opened.party {
         Party::User(other) => {
-            let friends = friend_store::relationship(&state.db, me, other.user_id).await?
-                == friend_store::Relationship::Friends;
+            let friends = friend_store::may_talk(&state.db, me, other.user_id).await?
+                == friend_store::Talk::Friends;
             if !friends && messages.is_empty() {
                 return Err(AppError::not_found(
                     "You can chat with your friends only. Send a friend request first.",
@@ -159,7 +159,8 @@ pub(super) async fn conversation_page(
             Some(GroupPanel::load(&state, &ctx.user, chat).await?),
         ),
     };
-    if let Some(newest) = messages.last() {
+    // Read marks are news to the other side: none between users who may no longer talk.
+    if let Some(newest) = messages.last().filter(|_| can_send) {
         if messages::mark_seen(&state.db, me, opened.conv, newest.id).await? {
             state.events.wake();
         }
