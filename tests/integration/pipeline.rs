@@ -863,7 +863,8 @@ both_backends! {
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(shown_messages(&b).await, ["one", "two", "three", "four"]);
         let stored: Vec<(String, Option<String>)> = messenger::db_run!(&app.db, |pool| {
-            sqlx::query_as("SELECT content, client_key FROM message WHERE sender_id = ? ORDER BY message_id")
+            // CAST: MySQL reports the binary-collated key column as bytes.
+            sqlx::query_as("SELECT content, CAST(client_key AS CHAR) FROM message WHERE sender_id = ? ORDER BY message_id")
                 .bind(alice.id)
                 .fetch_all(pool)
                 .await
