@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod attachments;
 pub mod assets;
 pub mod auth;
 pub mod config;

@@ -5,10 +5,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
+    body::Body,
     extract::{ConnectInfo, Request, State},
     http::{header, HeaderName, HeaderValue, StatusCode},
-    middleware,
-    response::IntoResponse,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
@@ -19,10 +20,8 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tower_sessions::{
@@ -32,6 +31,8 @@ use tower_sessions::{
 
 use crate::{
     api, assets,
+    attachments::Attachments,
+    error::AppError,
     auth::{csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
     config::Config,
     db::Db,
@@ -49,6 +50,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 const MAX_BODY_BYTES: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request that uploads files may take (ten files at `MAX_UPLOAD_MB`).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
 
@@ -93,6 +96,9 @@ impl Application {
         ));
         let limits = Arc::new(RateLimits::new(&config, db.clone()));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
+        let attachments = Attachments::new(&config).context("setting up the file store")?;
+        tracing::info!("attachments are kept in {}", attachments.describe());
+        attachments.start_sweeper(db.clone(), shutdown.clone());
         let state = AppState {
             hasher: PasswordHasher::new(config.argon2)?,
             jwt: Arc::new(JwtKeys::new(
@@ -109,6 +115,7 @@ impl Application {
                     .context("reading the auto-increment settings")?,
             ),
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
+            attachments,
             db,
             config: Arc::new(config),
         };
@@ -259,11 +266,7 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CatchPanicLayer::new())
                 .layer(CompressionLayer::new())
-                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
-                ))
+                .layer(middleware::from_fn_with_state(state.clone(), body_budget))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
                     for_documents(CONTENT_SECURITY_POLICY),
@@ -285,6 +288,34 @@ fn router(state: AppState, sessions: SessionManagerLayer<DbSessionStore>) -> Rou
         // each target) stay out of the request log and need no session.
         .route("/health", get(health))
         .with_state(state)
+}
+
+/// How much body a request may send, and how long it may take: 256 KiB and 30 s, except
+/// a multipart upload to a route that takes files, which may carry ten files of
+/// `MAX_UPLOAD_MB` and take up to [`UPLOAD_TIMEOUT`] (a slow uplink). A declared length
+/// over the limit is refused at once; a body that runs over it fails its reader (413).
+async fn body_budget(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let upload = crate::attachments::upload::is_multipart(request.headers())
+        && crate::attachments::accepts_uploads(request.method(), request.uri().path());
+    let (limit, timeout) = if upload {
+        (state.attachments.max_request_bytes(), UPLOAD_TIMEOUT)
+    } else {
+        (MAX_BODY_BYTES as u64, REQUEST_TIMEOUT)
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return AppError::PayloadTooLarge("request body too large".into()).into_response();
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// A header that only a rendered document needs, left off event streams: hyper keeps a

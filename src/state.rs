@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::{
+    attachments::Attachments,
     auth::{jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
     config::Config,
     db::Db,
@@ -24,6 +25,8 @@ pub struct AppState {
     pub sends: SendQueue,
     /// User ids and names, remembered for the hot paths.
     pub directory: Arc<Directory>,
+    /// Files sent with messages, and where they are stored.
+    pub attachments: Attachments,
 }
 
 impl FromRef<AppState> for Db {

@@ -1,5 +1,6 @@
 //! The JSON API under `/api`, compatible with the original service.
 
+mod attachments;
 mod auth;
 mod events;
 pub mod extract;
@@ -14,6 +15,7 @@ use crate::{error::AppError, state::AppState};
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
+        .merge(attachments::router())
         .merge(users::router())
         .merge(friends::router())
         .merge(messages::router())

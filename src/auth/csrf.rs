@@ -3,8 +3,8 @@
 //! A state-changing request (not GET/HEAD/OPTIONS) is refused with 403 when its
 //! `Origin` names another site, or when it carries our session cookie but not the
 //! session's token, in the `X-CSRF-Token` header (htmx sends it through `hx-headers`) or
-//! a `csrf_token` form field. Requests with a bearer token are exempt: a browser never
-//! attaches one by itself.
+//! a `csrf_token` form field (a multipart form's first field). Requests with a bearer
+//! token are exempt: a browser never attaches one by itself.
 
 use axum::{
     body::{to_bytes, Body},
@@ -98,6 +98,10 @@ async fn presented_token(request: Request) -> Result<(Request, Option<String>), 
     if let Some(token) = request.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
         let token = token.to_string();
         return Ok((request, Some(token)));
+    }
+    if crate::attachments::upload::is_multipart(request.headers()) {
+        // A form with files, posted without JavaScript: the token is its first field.
+        return crate::attachments::upload::first_field(request, FIELD, MAX_FORM_BYTES).await;
     }
     let is_form = request
         .headers()

@@ -1,6 +1,7 @@
 //! The only place with SQL. Pages and API handlers call these functions; each is one
 //! query or one short transaction, written once for both backends with `db_run!`.
 
+pub mod attachments;
 pub mod events;
 pub mod friends;
 pub mod limits;

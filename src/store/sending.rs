@@ -323,6 +323,7 @@ async fn write(
                         created_date_time: now,
                         last_edited_date_time: None,
                         seen: Some(false),
+                        attachments: Vec::new(),
                     };
                     sent.push((message.clone(), recipients));
                     results.push(Ok(message));
