@@ -587,9 +587,7 @@ fn max_upload_mb(value: &str) -> Result<u64, String> {
 fn http_url(value: &str) -> Result<String, String> {
     let parsed = url::Url::parse(value).map_err(|e| format!("not a URL ({e}): {value:?}"))?;
     match parsed.scheme() {
-        "http" | "https" if parsed.host().is_some() => {
-            Ok(value.trim_end_matches('/').to_string())
-        }
+        "http" | "https" if parsed.host().is_some() => Ok(value.trim_end_matches('/').to_string()),
         _ => Err(format!("expected http(s)://host[:port], got {value:?}")),
     }
 }
@@ -936,7 +934,10 @@ mod tests {
     #[test]
     fn files_go_to_a_directory_unless_a_bucket_is_named() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.file_storage, FileStorage::Local(PathBuf::from("./uploads")));
+        assert_eq!(
+            c.file_storage,
+            FileStorage::Local(PathBuf::from("./uploads"))
+        );
         assert_eq!(c.max_upload_bytes, 25_000_000);
         let c = config(&[
             ("S3_BUCKET", "messenger-files"),

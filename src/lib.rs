@@ -6,8 +6,8 @@
 
 pub mod accounts;
 pub mod api;
-pub mod attachments;
 pub mod assets;
+pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod conversations;

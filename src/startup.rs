@@ -32,10 +32,10 @@ use tower_sessions::{
 use crate::{
     api, assets,
     attachments::Attachments,
-    error::AppError,
     auth::{csrf, jwt::JwtKeys, limits::RateLimits, password::PasswordHasher},
     config::Config,
     db::Db,
+    error::AppError,
     events::EventHub,
     state::AppState,
     store::{

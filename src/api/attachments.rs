@@ -125,7 +125,8 @@ fn file_response(d: Download) -> Response {
     };
     let h = response.headers_mut();
     let value = |v: &str| {
-        HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+        HeaderValue::from_str(v)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
     };
     h.insert(header::CONTENT_TYPE, value(&d.content_type));
     if let Ok(v) = HeaderValue::from_str(&content_disposition(d.disposition, &d.row.name)) {
@@ -133,13 +134,19 @@ fn file_response(d: Download) -> Response {
     }
     // The content never changes, but access may: the browser keeps a copy and asks again
     // every time (a cheap 304 when still allowed).
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
     h.insert(header::ETAG, value(&d.etag));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(FILE_CSP),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),

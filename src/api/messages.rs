@@ -33,11 +33,15 @@ pub fn router() -> Router<AppState> {
         // (`startup::body_budget`), not axum's default of 2 MB.
         .route(
             "/messages/",
-            get(direct_history).post(send).layer(DefaultBodyLimit::disable()),
+            get(direct_history)
+                .post(send)
+                .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/messages",
-            get(direct_history).post(send).layer(DefaultBodyLimit::disable()),
+            get(direct_history)
+                .post(send)
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/messages/seen", post(seen))
         .route("/messages/{id}", patch(edit).delete(delete))
@@ -182,16 +186,11 @@ async fn send(
         ids: body.attachment_ids,
         uploads,
     };
-    let (message, created) = attachments::send(
-        &state,
-        me,
-        to,
-        &body.content,
-        body.client_key,
-        files,
-        |m| AppError::unprocessable(&["body", "content"], m),
-    )
-    .await?;
+    let (message, created) =
+        attachments::send(&state, me, to, &body.content, body.client_key, files, |m| {
+            AppError::unprocessable(&["body", "content"], m)
+        })
+        .await?;
     if created {
         state.events.wake();
     }

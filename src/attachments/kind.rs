@@ -66,7 +66,10 @@ impl FileName {
             return Err("a file name may be at most 255 bytes long".into());
         }
         if raw.contains(['/', '\\']) || raw == "." || raw == ".." {
-            return Err(format!("{:?}: a file name may not contain a path", escaped(raw)));
+            return Err(format!(
+                "{:?}: a file name may not contain a path",
+                escaped(raw)
+            ));
         }
         if raw.chars().any(|c| c.is_control() || is_bidi_control(c)) {
             return Err(format!(

@@ -154,7 +154,10 @@ fn keys(row: &AttachmentRow) -> Vec<String> {
 }
 
 fn is_public_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Attachments {
@@ -259,7 +262,12 @@ impl Attachments {
                 name,
                 content_type: p.full_type,
                 kind: rows::IMAGE,
-                size: p.full.as_file().metadata().map_err(anyhow::Error::new)?.len() as i64,
+                size: p
+                    .full
+                    .as_file()
+                    .metadata()
+                    .map_err(anyhow::Error::new)?
+                    .len() as i64,
                 width: Some(p.width as i32),
                 height: Some(p.height as i32),
                 thumbnail_type: Some(p.thumbnail_type),
@@ -321,7 +329,9 @@ impl Attachments {
         for row in rows {
             match self.remove(db, row).await {
                 Ok(()) => removed += 1,
-                Err(e) => tracing::warn!(error = ?e, attachment = %row.public_id, "deleting an attachment failed; the clean-up will retry"),
+                Err(e) => {
+                    tracing::warn!(error = ?e, attachment = %row.public_id, "deleting an attachment failed; the clean-up will retry")
+                }
             }
         }
         removed
@@ -543,8 +553,10 @@ pub async fn send(
 /// this list sits beside the routes' own knowledge of it, and a test holds them together.
 pub fn accepts_uploads(method: &axum::http::Method, path: &str) -> bool {
     method == axum::http::Method::POST
-        && (matches!(path, "/api/attachments" | "/api/messages" | "/api/messages/")
-            || (path.starts_with("/chats/") && path.ends_with("/messages")))
+        && (matches!(
+            path,
+            "/api/attachments" | "/api/messages" | "/api/messages/"
+        ) || (path.starts_with("/chats/") && path.ends_with("/messages")))
 }
 
 #[cfg(test)]
@@ -563,7 +575,12 @@ mod tests {
             assert!(accepts_uploads(&Method::POST, path), "{path}");
         }
         assert!(!accepts_uploads(&Method::GET, "/api/attachments"));
-        for path in ["/login", "/api/messages/seen", "/chats/@bob/typing", "/messages/1/edit"] {
+        for path in [
+            "/login",
+            "/api/messages/seen",
+            "/chats/@bob/typing",
+            "/messages/1/edit",
+        ] {
             assert!(!accepts_uploads(&Method::POST, path), "{path}");
         }
     }

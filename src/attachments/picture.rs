@@ -10,6 +10,7 @@ use std::{
     path::Path,
 };
 
+use image::metadata::LoopCount;
 use image::{
     codecs::{
         gif::{GifDecoder, GifEncoder, Repeat},
@@ -20,7 +21,6 @@ use image::{
     AnimationDecoder, DynamicImage, ImageDecoder, ImageEncoder, ImageError, ImageFormat,
     ImageReader, Limits, RgbaImage,
 };
-use image::metadata::LoopCount;
 
 /// Neither side may be longer (a 20,000 × 20,000 PNG is a few kilobytes of zeros that
 /// decodes to 1.6 GB: refused before anything is allocated).
@@ -90,7 +90,11 @@ fn limits() -> Limits {
 /// Decodes the image at `source` (its format decided from its bytes by the caller),
 /// re-encodes it in the same format into a temporary file in `spool`, and makes a
 /// thumbnail.
-pub fn process(source: &Path, format: ImageFormat, spool: &Path) -> Result<Processed, PictureError> {
+pub fn process(
+    source: &Path,
+    format: ImageFormat,
+    spool: &Path,
+) -> Result<Processed, PictureError> {
     let mut full = tempfile::NamedTempFile::new_in(spool)?;
     let (image, width, height) = if format == ImageFormat::Gif {
         let first = reencode_gif(source, full.as_file_mut())?;
@@ -115,7 +119,11 @@ pub fn process(source: &Path, format: ImageFormat, spool: &Path) -> Result<Proce
 
 /// A still image: decoded, turned upright, written out again (keeping its colour profile,
 /// which says how to show the colours and nothing about where or who).
-fn reencode(source: &Path, format: ImageFormat, out: &mut File) -> Result<DynamicImage, PictureError> {
+fn reencode(
+    source: &Path,
+    format: ImageFormat,
+    out: &mut File,
+) -> Result<DynamicImage, PictureError> {
     let mut reader = ImageReader::with_format(BufReader::new(File::open(source)?), format);
     let limits = limits();
     reader.limits(limits.clone());
@@ -265,7 +273,11 @@ mod tests {
         for &b in bytes {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc

@@ -322,14 +322,20 @@ mod tests {
             .unwrap();
         let source = dir.path().join("source");
         std::fs::write(&source, b"hello").unwrap();
-        store.put_file("attachments/ab/file", &source).await.unwrap();
+        store
+            .put_file("attachments/ab/file", &source)
+            .await
+            .unwrap();
         let blob = store.get("attachments/ab/file").await.unwrap().unwrap();
         assert_eq!(blob.len, 5);
         let bytes: Vec<Bytes> = blob.body.try_collect().await.unwrap();
         assert_eq!(bytes.concat(), b"hello");
         // A source that cannot be read leaves nothing behind, not even the partial file.
         let missing = dir.path().join("missing");
-        assert!(store.put_file("attachments/cd/file", &missing).await.is_err());
+        assert!(store
+            .put_file("attachments/cd/file", &missing)
+            .await
+            .is_err());
         assert!(store.get("attachments/cd/file").await.unwrap().is_none());
         let leftovers = std::fs::read_dir(dir.path().join("uploads/attachments/cd"))
             .map(|d| d.count())

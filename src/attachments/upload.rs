@@ -58,7 +58,15 @@ fn multipart_error(e: MultipartError) -> AppError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::PayloadTooLarge("the upload is larger than the server accepts".into())
     } else {
-        AppError::BadRequest(format!("the upload was malformed or cut off: {}", e.body_text()))
+        // Part headers that do not parse are usually a file name with control characters
+        // in it (only `"`, CR and LF are escaped by browsers).
+        AppError::unprocessable(
+            &["body"],
+            format!(
+                "the upload could not be read ({}): is it cut off, or is there a control character in a file name?",
+                e.body_text()
+            ),
+        )
     }
 }
 
@@ -90,9 +98,8 @@ impl Attachments {
                     }
                     value.extend_from_slice(&chunk);
                 }
-                let value = String::from_utf8(value).map_err(|_| {
-                    AppError::unprocessable(&["body", &name], "not UTF-8 text")
-                })?;
+                let value = String::from_utf8(value)
+                    .map_err(|_| AppError::unprocessable(&["body", &name], "not UTF-8 text"))?;
                 form.fields.push((name, value));
                 continue;
             };
@@ -133,7 +140,8 @@ impl Attachments {
             .as_file()
             .try_clone()
             .map_err(|e| anyhow::Error::new(e).context("opening a spool file"))?;
-        let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
+        let mut out =
+            tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
         let mut size = 0u64;
         let mut head = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -281,12 +289,18 @@ mod tests {
             .unwrap();
         let (request, token) = first_field(request, "csrf_token", 64 * 1024).await.unwrap();
         assert_eq!(token.as_deref(), Some("tok3n"));
-        let kept = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap();
+        let kept = axum::body::to_bytes(request.into_body(), usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(kept, body.as_bytes());
 
-        let other = "--XyZ\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\nhi\r\n--XyZ--\r\n";
+        let other =
+            "--XyZ\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\nhi\r\n--XyZ--\r\n";
         let request = Request::builder()
-            .header(header::CONTENT_TYPE, "multipart/form-data; boundary=\"XyZ\"")
+            .header(
+                header::CONTENT_TYPE,
+                "multipart/form-data; boundary=\"XyZ\"",
+            )
             .body(axum::body::Body::from(other))
             .unwrap();
         let (_, token) = first_field(request, "csrf_token", 64 * 1024).await.unwrap();

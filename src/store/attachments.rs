@@ -204,12 +204,14 @@ pub async fn link(db: &Db, message: &Message, rows: &[AttachmentRow]) -> AppResu
             }
         }
         let participants: Vec<UserId> = match message.group_chat_id {
-            Some(group) => sqlx::query_scalar(
-                "SELECT member_id FROM group_chat_member WHERE group_chat_id = ?",
-            )
-            .bind(group)
-            .fetch_all(&mut *tx)
-            .await?,
+            Some(group) => {
+                sqlx::query_scalar(
+                    "SELECT member_id FROM group_chat_member WHERE group_chat_id = ?",
+                )
+                .bind(group)
+                .fetch_all(&mut *tx)
+                .await?
+            }
             None => [message.sender_id, message.reciever_id]
                 .into_iter()
                 .flatten()
@@ -282,10 +284,7 @@ pub async fn visible_to(
 }
 
 /// The attachments of one message (for deleting them with it).
-pub async fn of_message(
-    db: &Db,
-    message_id: MessageId,
-) -> Result<Vec<AttachmentRow>, sqlx::Error> {
+pub async fn of_message(db: &Db, message_id: MessageId) -> Result<Vec<AttachmentRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM attachment a WHERE a.message_id = ?");
     db_run!(db, |pool| sqlx::query_as::<_, AttachmentRow>(&sql)
         .bind(message_id)
@@ -333,9 +332,11 @@ pub async fn abandoned(
 
 /// Deletes the row once its objects are gone.
 pub async fn delete(db: &Db, attachment_id: i64) -> Result<(), sqlx::Error> {
-    db_run!(db, |pool| sqlx::query("DELETE FROM attachment WHERE attachment_id = ?")
-        .bind(attachment_id)
-        .execute(pool)
-        .await
-        .map(|_| ()))
+    db_run!(db, |pool| sqlx::query(
+        "DELETE FROM attachment WHERE attachment_id = ?"
+    )
+    .bind(attachment_id)
+    .execute(pool)
+    .await
+    .map(|_| ()))
 }

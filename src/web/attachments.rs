@@ -66,8 +66,16 @@ impl AttachmentView {
             "video" => "🎬",
             "text" => "📝",
             "image" => "🖼️",
-            _ if ["zip", "gzip", "x-tar", "x-7z-compressed", "x-rar-compressed", "x-bzip2", "x-xz"]
-                .contains(&subtype) =>
+            _ if [
+                "zip",
+                "gzip",
+                "x-tar",
+                "x-7z-compressed",
+                "x-rar-compressed",
+                "x-bzip2",
+                "x-xz",
+            ]
+            .contains(&subtype) =>
             {
                 "🗜️"
             }
@@ -187,6 +195,9 @@ mod tests {
             download_url: "/d".into(),
         };
         let v = AttachmentView::new(&a);
-        assert_eq!((v.type_label.as_str(), v.icon, v.is_image), ("PDF", "📄", false));
+        assert_eq!(
+            (v.type_label.as_str(), v.icon, v.is_image),
+            ("PDF", "📄", false)
+        );
     }
 }
