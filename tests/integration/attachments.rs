@@ -24,7 +24,14 @@ use crate::{both_backends, helpers::*};
 
 /// moto's S3 endpoint, started on first use and stopped when the test binary exits (its
 /// shell wrapper waits on a pipe that only closes then).
-static MOTO: OnceLock<Option<(String, Mutex<ChildStdin>)>> = OnceLock::new();
+static MOTO: OnceLock<Option<Moto>> = OnceLock::new();
+
+struct Moto {
+    endpoint: String,
+    /// Held, never written: the wrapper stops moto when this closes (at exit).
+    _stdin: Mutex<ChildStdin>,
+    _wrapper: Mutex<std::process::Child>,
+}
 
 fn moto_binary() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("MOTO_SERVER") {
@@ -43,7 +50,7 @@ fn moto_binary() -> Option<PathBuf> {
     })
 }
 
-fn start_moto() -> Option<(String, Mutex<ChildStdin>)> {
+fn start_moto() -> Option<Moto> {
     let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty());
     let Some(binary) = moto_binary() else {
         assert!(
@@ -71,19 +78,25 @@ fn start_moto() -> Option<(String, Mutex<ChildStdin>)> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if std::time::Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
             assert!(!in_ci, "moto_server ({}) did not start", binary.display());
             eprintln!("moto_server did not start: S3 cases skipped");
             return None;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Some((format!("http://127.0.0.1:{port}"), Mutex::new(stdin)))
+    Some(Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _stdin: Mutex::new(stdin),
+        _wrapper: Mutex::new(child),
+    })
 }
 
 fn moto() -> Option<&'static str> {
     MOTO.get_or_init(start_moto)
         .as_ref()
-        .map(|(url, _)| url.as_str())
+        .map(|m| m.endpoint.as_str())
 }
 
 // --- servers with file storage -----------------------------------------------------------
@@ -855,7 +868,7 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(driver)
+        let mut child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -874,6 +887,8 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("chromedriver did not start");
     }
 
