@@ -101,7 +101,7 @@ pub struct Prepared {
 enum PreparedBody {
     Image(Processed),
     File {
-        spooled: tempfile::NamedTempFile,
+        spooled: upload::TempFile,
         content_type: &'static str,
         size: u64,
     },

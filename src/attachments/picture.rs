@@ -38,7 +38,7 @@ const THUMB_JPEG_QUALITY: u8 = 80;
 /// What an image became.
 pub struct Processed {
     /// The re-encoded image, in a temporary file.
-    pub full: tempfile::NamedTempFile,
+    pub full: super::upload::TempFile,
     pub full_type: &'static str,
     pub width: u32,
     pub height: u32,
@@ -95,7 +95,7 @@ pub fn process(
     format: ImageFormat,
     spool: &Path,
 ) -> Result<Processed, PictureError> {
-    let mut full = tempfile::NamedTempFile::new_in(spool)?;
+    let mut full = super::upload::TempFile::from(tempfile::NamedTempFile::new_in(spool)?);
     let (image, width, height) = if format == ImageFormat::Gif {
         let first = reencode_gif(source, full.as_file_mut())?;
         let (w, h) = first.dimensions();

@@ -112,12 +112,23 @@ impl LocalDir {
 #[async_trait]
 impl BlobStore for LocalDir {
     async fn put_file(&self, key: &str, path: &Path) -> anyhow::Result<()> {
+        let (source, target) = (path.to_path_buf(), self.root.clone());
         self.put_with(key, async |partial| {
-            tokio::fs::copy(path, partial).await?;
-            // Durable before it is renamed into place.
-            tokio::fs::File::open(partial).await?.sync_all().await
+            let partial = partial.to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                // The spool file is usually on the same file system: a second name for it
+                // costs no copy. Elsewhere (TMPDIR on another disk), a copy.
+                if std::fs::hard_link(&source, &partial).is_err() {
+                    std::fs::copy(&source, &partial)?;
+                }
+                // Durable before it is renamed into place.
+                std::fs::File::open(&partial)?.sync_all()
+            })
+            .await
+            .map_err(io::Error::other)?
         })
         .await
+        .with_context(|| format!("UPLOAD_DIR {}", target.display()))
     }
 
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> anyhow::Result<()> {

@@ -20,9 +20,62 @@ const MAX_FIELD_BYTES: usize = 64 * 1024;
 
 /// An uploaded file in a temporary file (deleted when dropped), with its first bytes.
 pub struct Spooled {
-    pub file: tempfile::NamedTempFile,
+    pub file: TempFile,
     pub size: u64,
     pub head: Vec<u8>,
+}
+
+/// A temporary file that is deleted when dropped, off the async worker threads: creating
+/// and unlinking files of megabytes can wait on the disk, and a worker that waits holds
+/// up every request it serves (measured: `/health` p99 under 50 uploads at once).
+pub struct TempFile(Option<tempfile::NamedTempFile>);
+
+impl TempFile {
+    /// A new temporary file in `dir`, created on the blocking pool.
+    pub async fn new_in(dir: &std::path::Path) -> std::io::Result<Self> {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(dir))
+            .await
+            .map_err(std::io::Error::other)?
+            .map(Self::from)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.inner().path()
+    }
+
+    pub fn as_file(&self) -> &std::fs::File {
+        self.inner().as_file()
+    }
+
+    pub fn as_file_mut(&mut self) -> &mut std::fs::File {
+        self.0
+            .as_mut()
+            .expect("a temporary file until dropped")
+            .as_file_mut()
+    }
+
+    fn inner(&self) -> &tempfile::NamedTempFile {
+        self.0.as_ref().expect("a temporary file until dropped")
+    }
+}
+
+impl From<tempfile::NamedTempFile> for TempFile {
+    fn from(file: tempfile::NamedTempFile) -> Self {
+        Self(Some(file))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let Some(file) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(file));
+            }
+            Err(_) => drop(file),
+        }
+    }
 }
 
 /// A multipart form: its text fields in order, and its checked files.
@@ -134,7 +187,8 @@ impl Attachments {
         name: &str,
     ) -> AppResult<Spooled> {
         let max = self.max_file_bytes();
-        let file = tempfile::NamedTempFile::new_in(&self.inner.spool)
+        let file = TempFile::new_in(&self.inner.spool)
+            .await
             .map_err(|e| anyhow::Error::new(e).context("creating a spool file"))?;
         let handle = file
             .as_file()
