@@ -68,6 +68,9 @@ RUN useradd --system -l --uid 10001 --user-group \
         --home-dir /app --create-home --shell /usr/sbin/nologin messenger
 
 COPY --from=build /src/target/release/messenger /usr/local/bin/messenger
+# The CA certificates S3 (attachments) is reached with over TLS: the build stage's bundle,
+# so the runtime stage needs no package manager run.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 
 # Numeric, so Kubernetes' runAsNonRoot and similar checks can verify it without /etc/passwd.
 USER 10001:10001

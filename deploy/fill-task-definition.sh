@@ -5,6 +5,7 @@
 #   ...:secret:messenger/rds-XXXXXX         -> RDS_SECRET_ARN (full ARN of the secret)
 #   ...:secret:messenger/jwt-XXXXXX         -> JWT_SECRET_ARN (full ARN of the secret)
 #   the RDS_ENDPOINT environment value      -> RDS_ENDPOINT
+#   REGION, ACCOUNT_ID in other environment values (the attachments' S3_BUCKET and S3_REGION)
 #
 # The committed file keeps only placeholders (a test makes sure of it): account numbers
 # and ARNs come from the deploy workflow's repository variables, or from your shell when
@@ -48,7 +49,8 @@ filled="$(
         | .containerDefinitions |= map(
             .logConfiguration.options["awslogs-region"] |= fill
             | (if $image != "" then .image = $image else . end)
-            | .environment |= map(if .name == "RDS_ENDPOINT" then .value = $rds_endpoint else . end)
+            | .environment |= map(if .name == "RDS_ENDPOINT" then .value = $rds_endpoint
+                                   else .value |= fill end)
             # Secrets first swap the whole secret ARN (its random suffix cannot be
             # derived), keeping what follows it (:json-key:version-stage:version-id).
             | .secrets |= map(.valueFrom |= (

@@ -3,7 +3,7 @@
 # fresh MariaDB database (127.0.0.1:3307, see start_test_db.sh), driven by the repo's load
 # tool (the loadtest/ crate) and, for the sign-in burst, by wrk against /health.
 #   scripts/bench.sh            # every scenario
-#   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin
+#   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin uploads
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${1:-all}"
@@ -16,17 +16,20 @@ eval "$(scripts/start_test_db.sh)"
 db="bench_$(date +%s)"
 mariadb --protocol=tcp -h127.0.0.1 -P3307 -umessenger -pmessenger -e "CREATE DATABASE $db"
 url="${TEST_MYSQL_URL%/*}/$db"
+uploads="$(mktemp -d)"
 ulimit -n 65536 2>/dev/null || true
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true;
-            mariadb --protocol=tcp -h127.0.0.1 -P3307 -umessenger -pmessenger -e "DROP DATABASE IF EXISTS $db" || true; }
+            mariadb --protocol=tcp -h127.0.0.1 -P3307 -umessenger -pmessenger -e "DROP DATABASE IF EXISTS $db" || true
+            rm -rf "$uploads"; }
 trap cleanup EXIT
 
 serve() { # port, extra env...
   local port=$1; shift
   env DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-0123456789 \
-    SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 RUST_LOG=warn RDS_POOL_SIZE=32 "$@" \
+    SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 RUST_LOG=warn RDS_POOL_SIZE=32 \
+    UPLOAD_DIR="$uploads/store" "$@" \
     "$bin/messenger" >"/tmp/bench-$port.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return; sleep 0.1; done
@@ -55,4 +58,38 @@ if want signin; then
   sleep 1
   wrk -t1 -c4 -d10s --latency http://127.0.0.1:8101/health
   wait "$burst" || true
+fi
+if want uploads; then
+  echo; echo "### /health latency (wrk, 4 connections) while 50 uploads of 5 MB run at once, repeatedly"
+  token="$(curl -fs -X POST "http://127.0.0.1:8101/api/auth/sign-up?username=uploader" \
+    -d 'grant_type=password&username=uploader@example.com&password=Password231' | jq -r .access_token)"
+  # Half plain files (spooled and stored), half images (also decoded, re-encoded, thumbnailed):
+  # 5 MB of random bytes, and a 1,300 x 1,300 PNG of noise (about 5 MB, 1.7 megapixels).
+  head -c 5000000 /dev/urandom >"$uploads/random.bin"
+  python3 - "$uploads/noise.png" <<'PY'
+import os, struct, sys, zlib
+w = h = 1300
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+rows = b"".join(b"\0" + os.urandom(w * 3) for _ in range(h))
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) \
+    + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b"")
+open(sys.argv[1], "wb").write(png)
+PY
+  grep VmRSS "/proc/$a/status"
+  ( start=$SECONDS; rounds=0
+    while [ $((SECONDS - start)) -lt 12 ]; do
+      for i in $(seq 1 50); do
+        f=random.bin; [ $((i % 2)) = 0 ] && f=noise.png
+        curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $token" \
+          -F "file=@$uploads/$f" http://127.0.0.1:8101/api/attachments >>"$uploads/codes" &
+      done
+      wait; rounds=$((rounds + 1))
+    done
+    echo "uploads: $((rounds * 50)) of 5 MB in $((SECONDS - start)) s, 50 at a time; answers: $(sort "$uploads/codes" | uniq -c | tr -s ' \n' ' ')" ) &
+  burst=$!
+  sleep 1
+  wrk -t1 -c4 -d10s --latency http://127.0.0.1:8101/health
+  wait "$burst" || true
+  grep -E 'VmRSS|VmHWM' "/proc/$a/status"
 fi

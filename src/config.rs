@@ -306,6 +306,38 @@ pub struct Settings {
         value_parser = boolean, action = ArgAction::Set
     )]
     pub require_email_verification: bool,
+    /// Where uploaded files are kept when S3_BUCKET is unset (a local directory, created on
+    /// first upload)
+    #[arg(long, env = "UPLOAD_DIR", default_value = "./uploads")]
+    pub upload_dir: PathBuf,
+
+    /// The largest file one may upload, in MB (10^6 bytes); a message carries up to 10
+    #[arg(
+        long, env = "MAX_UPLOAD_MB", default_value = "25", value_parser = max_upload_mb
+    )]
+    pub max_upload_mb: u64,
+
+    /// Keep uploaded files in this S3 bucket instead of UPLOAD_DIR (credentials: the ECS
+    /// task role, or AWS_* variables, or S3_ACCESS_KEY_ID)
+    #[arg(long, env = "S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// The bucket's region, required with S3_BUCKET
+    #[arg(long, env = "S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// An S3-compatible store's URL (MinIO, moto, …) instead of AWS's; path-style requests
+    #[arg(long, env = "S3_ENDPOINT", value_parser = http_url)]
+    pub s3_endpoint: Option<String>,
+
+    /// A static access key for S3_BUCKET, with S3_SECRET_ACCESS_KEY (S3-compatible stores);
+    /// unset on AWS, where the task role's temporary credentials serve
+    #[arg(long, env = "S3_ACCESS_KEY_ID", hide_env_values = true, value_parser = secret)]
+    pub s3_access_key_id: Option<Secret>,
+
+    /// The secret of S3_ACCESS_KEY_ID
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true, value_parser = secret)]
+    pub s3_secret_access_key: Option<Secret>,
 
     /// Test-only: argon2id memory cost in KiB; the tests lower it, production keeps the
     /// default
@@ -423,8 +455,29 @@ pub struct Config {
     /// unset), to be re-read while running so that a rotated password reaches new
     /// connections without a restart.
     pub password_file: Option<PathBuf>,
+    /// Where attachments are stored: a local directory or an S3 bucket.
+    pub file_storage: FileStorage,
+    /// The largest attachment accepted, in bytes (`MAX_UPLOAD_MB`).
+    pub max_upload_bytes: u64,
     /// Warnings about the settings, logged once tracing is up.
     pub warnings: Vec<String>,
+}
+
+/// Where uploaded files live (`UPLOAD_DIR`, or `S3_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileStorage {
+    Local(PathBuf),
+    S3(S3Settings),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub region: String,
+    /// An S3-compatible store instead of AWS (path-style requests; plain HTTP allowed).
+    pub endpoint: Option<String>,
+    /// Static credentials; `None` takes them from the environment (the ECS task role).
+    pub credentials: Option<(Secret, Secret)>,
 }
 
 impl Config {
@@ -444,6 +497,7 @@ impl Config {
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
         let production = s.app_env == AppEnv::Production;
         let mut warnings = Vec::new();
+        let file_storage = file_storage(&s)?;
         let (database_url, password_file) = match s.database_url.clone() {
             Some(url) => (url, None),
             None => rds_url(&s)?,
@@ -514,9 +568,60 @@ impl Config {
             event_poll_interval: Duration::from_millis(s.event_poll_milliseconds),
             cors_allowed_origins: s.cors_allowed_origins.map(|o| o.0).unwrap_or_default(),
             password_file,
+            file_storage,
+            max_upload_bytes: s.max_upload_mb * 1_000_000,
             warnings,
         })
     }
+}
+
+/// `S3_BUCKET` with its region (and endpoint, credentials), or else `UPLOAD_DIR`.
+fn file_storage(s: &Settings) -> Result<FileStorage, ConfigError> {
+    let credentials = match (&s.s3_access_key_id, &s.s3_secret_access_key) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(bad(
+                "S3_SECRET_ACCESS_KEY",
+                "must be set with S3_ACCESS_KEY_ID",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "S3_ACCESS_KEY_ID",
+                "must be set with S3_SECRET_ACCESS_KEY",
+            ))
+        }
+    };
+    let Some(bucket) = s.s3_bucket.clone() else {
+        if s.s3_endpoint.is_some() || credentials.is_some() {
+            return Err(bad(
+                "S3_BUCKET",
+                "must be set with S3_ENDPOINT or S3_ACCESS_KEY_ID",
+            ));
+        }
+        return Ok(FileStorage::Local(s.upload_dir.clone()));
+    };
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(bad(
+            "S3_BUCKET",
+            format!("not a bucket name (3 to 63 of a-z, 0-9, '-', '.'): {bucket:?}"),
+        ));
+    }
+    let region = s
+        .s3_region
+        .clone()
+        .ok_or_else(|| bad("S3_REGION", "must be set with S3_BUCKET"))?;
+    Ok(FileStorage::S3(S3Settings {
+        bucket,
+        region,
+        endpoint: s.s3_endpoint.clone(),
+        credentials,
+    }))
 }
 
 /// The MySQL URL built from the original's `RDS_*` variables (`DATABASE_URL` is unset and
@@ -633,6 +738,21 @@ fn public_url(value: &str) -> Result<String, String> {
         return Err(format!("expected http(s)://host[:port], got {value:?}"));
     }
     Ok(value.trim_end_matches('/').to_string())
+}
+
+fn max_upload_mb(value: &str) -> Result<u64, String> {
+    match number::<u64>(value)? {
+        n @ 1..=2000 => Ok(n),
+        _ => Err("must be 1 to 2000".into()),
+    }
+}
+
+fn http_url(value: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(value).map_err(|e| format!("not a URL ({e}): {value:?}"))?;
+    match parsed.scheme() {
+        "http" | "https" if parsed.host().is_some() => Ok(value.trim_end_matches('/').to_string()),
+        _ => Err(format!("expected http(s)://host[:port], got {value:?}")),
+    }
 }
 
 fn secret(value: &str) -> Result<Secret, String> {
@@ -921,11 +1041,24 @@ mod tests {
             ("MAIL_FROM", "not a mailbox"),
             ("PUBLIC_URL", "chat.example.com"),
             ("REQUIRE_EMAIL_VERIFICATION", "perhaps"),
+            ("MAX_UPLOAD_MB", "0"),
+            ("MAX_UPLOAD_MB", "lots"),
+            ("S3_BUCKET", "Not_A_Bucket"),
+            ("S3_ENDPOINT", "localhost:9000"),
         ] {
             let e = config(&[(variable, value)]).unwrap_err();
             assert_eq!(e.variable, variable, "{e}");
             assert!(e.to_string().starts_with(&format!("{variable}: ")), "{e}");
         }
+        let e = config(&[("S3_BUCKET", "files")]).unwrap_err();
+        assert_eq!(e.variable, "S3_REGION");
+        let s3 = [("S3_BUCKET", "files"), ("S3_REGION", "eu-west-1")];
+        let e = config(&[s3[0], s3[1], ("S3_ACCESS_KEY_ID", "id")]).unwrap_err();
+        assert_eq!(e.variable, "S3_SECRET_ACCESS_KEY");
+        let e = config(&[s3[0], s3[1], ("S3_SECRET_ACCESS_KEY", "secret")]).unwrap_err();
+        assert_eq!(e.variable, "S3_ACCESS_KEY_ID");
+        let e = config(&[("S3_ENDPOINT", "http://127.0.0.1:9000")]).unwrap_err();
+        assert_eq!(e.variable, "S3_BUCKET");
         let e = config(&[("RDS_ENDPOINT", "h"), ("RDS_DB_NAME", "d")]).unwrap_err();
         assert_eq!(e.variable, "RDS_USER");
         let e = config(&[("RDS_ENDPOINT", "h"), ("RDS_USER", "u")]).unwrap_err();
@@ -991,6 +1124,30 @@ mod tests {
     }
 
     #[test]
+    fn files_go_to_a_directory_unless_a_bucket_is_named() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.file_storage,
+            FileStorage::Local(PathBuf::from("./uploads"))
+        );
+        assert_eq!(c.max_upload_bytes, 25_000_000);
+        let c = config(&[
+            ("S3_BUCKET", "messenger-files"),
+            ("S3_REGION", "eu-west-1"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9000/"),
+            ("MAX_UPLOAD_MB", "5"),
+        ])
+        .unwrap();
+        let FileStorage::S3(s3) = &c.file_storage else {
+            panic!("{:?}", c.file_storage)
+        };
+        assert_eq!(s3.bucket, "messenger-files");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(s3.credentials.is_none());
+        assert_eq!(c.max_upload_bytes, 5_000_000);
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug_output() {
         let c = config(&[("JWT_SECRET", "super-secret-value-123")]).unwrap();
         assert!(!format!("{c:?}").contains("super-secret-value-123"));
@@ -1004,6 +1161,10 @@ mod tests {
             ("JWT_SECRET", "secretJWTcurrent0001"),
             ("JWT_SECRET_PREVIOUS", "secretJWTprevious0002"),
             ("SMTP_URL", "smtp://mailer:secretSMTP0006@mail.example:25"),
+            ("S3_BUCKET", "files"),
+            ("S3_REGION", "eu-west-1"),
+            ("S3_ACCESS_KEY_ID", "secretS3KEYID0006"),
+            ("S3_SECRET_ACCESS_KEY", "secretS3SECRET0007"),
         ];
         let by_url = [("DATABASE_URL", "mysql://app:secretPASSWORD0003@h:3306/d")];
         let by_rds = [

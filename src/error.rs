@@ -27,6 +27,8 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422 for input that never reaches the logic (FastAPI's validation errors).
     #[error("{msg}")]
     Unprocessable { loc: Vec<String>, msg: String },
@@ -85,6 +87,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooManyRequests { .. } | AppError::TooManyRequestsBecause { .. } => {
                 StatusCode::TOO_MANY_REQUESTS

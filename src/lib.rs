@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod conversations;

@@ -10,9 +10,11 @@ use std::{
 
 use anyhow::Context;
 use axum::{
-    extract::{ConnectInfo, Request},
+    body::Body,
+    extract::{ConnectInfo, Request, State},
     http::{header, HeaderName, HeaderValue, StatusCode},
-    middleware,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::get,
     Router,
 };
@@ -23,10 +25,8 @@ use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
     cors::{AllowHeaders, AllowMethods, AllowOrigin, Cors, CorsLayer},
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tower_sessions::{
@@ -36,6 +36,7 @@ use tower_sessions::{
 
 use crate::{
     api, assets,
+    attachments::Attachments,
     auth::{
         access::AccountAccess,
         csrf,
@@ -45,6 +46,7 @@ use crate::{
     },
     config::Config,
     db::{Circuit, Db},
+    error::AppError,
     events::EventHub,
     health::{self, Health},
     mail::Mailer,
@@ -63,6 +65,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 /// The largest request body (`deploy/nginx.conf`'s `client_max_body_size` matches it).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request that uploads files may take (ten files at `MAX_UPLOAD_MB`).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
 /// How often `RDS_PASSWORD_FILE` is re-read for a rotated password.
@@ -147,6 +151,9 @@ impl Application {
             db.clone(),
             shutdown.clone(),
         ));
+        let attachments = Attachments::new(&config).context("setting up the file store")?;
+        tracing::info!("attachments are kept in {}", attachments.describe());
+        attachments.start_sweeper(db.clone(), shutdown.clone());
         let state = AppState {
             mailer: Mailer::start(&config, shutdown.clone())?,
             streams: Arc::new(StreamSlots::new(config.max_streams_per_user)),
@@ -167,6 +174,7 @@ impl Application {
             ),
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
             access,
+            attachments,
             db,
             config: Arc::new(config),
         };
@@ -438,11 +446,7 @@ fn router(
                 .layer(middleware::from_fn(web::shape_errors))
                 .layer(CatchPanicLayer::new())
                 .layer(CompressionLayer::new())
-                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
-                ))
+                .layer(middleware::from_fn_with_state(state.clone(), body_budget))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::CONTENT_SECURITY_POLICY,
                     for_documents(CONTENT_SECURITY_POLICY),
@@ -546,6 +550,34 @@ where
             Some(cors) if cross_origin => Either::Left(cors.call(request)),
             _ => Either::Right(self.inner.call(request)),
         }
+    }
+}
+
+/// How much body a request may send, and how long it may take: 256 KiB and 30 s, except
+/// a multipart upload to a route that takes files, which may carry ten files of
+/// `MAX_UPLOAD_MB` and take up to [`UPLOAD_TIMEOUT`] (a slow uplink). A declared length
+/// over the limit is refused at once; a body that runs over it fails its reader (413).
+async fn body_budget(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let upload = crate::attachments::upload::is_multipart(request.headers())
+        && crate::attachments::accepts_uploads(request.method(), request.uri().path());
+    let (limit, timeout) = if upload {
+        (state.attachments.max_request_bytes(), UPLOAD_TIMEOUT)
+    } else {
+        (MAX_BODY_BYTES as u64, REQUEST_TIMEOUT)
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return AppError::PayloadTooLarge("request body too large".into()).into_response();
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::{
+    attachments::Attachments,
     auth::{
         access::AccountAccess,
         jwt::JwtKeys,
@@ -36,6 +37,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Open event streams per user.
     pub streams: Arc<StreamSlots>,
+    /// Files sent with messages, and where they are stored.
+    pub attachments: Attachments,
 }
 
 impl FromRef<AppState> for Db {

@@ -1,7 +1,7 @@
 //! Messages, conversations, group chats, read marks and typing.
 
 use axum::{
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, FromRequest, Path, Request, State},
     http::StatusCode,
     routing::{get, patch, post},
     Json, Router,
@@ -13,6 +13,7 @@ use super::{
     friends::existing_user,
 };
 use crate::{
+    attachments,
     auth::{ApiCaller, ApiUser},
     conversations,
     domain::{cursor::Page, GroupName, MessageContent},
@@ -22,15 +23,26 @@ use crate::{
         messages::{
             self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId,
         },
-        sending::Outgoing,
         users::{User, UserSummary},
     },
 };
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/messages/", get(direct_history).post(send))
-        .route("/messages", get(direct_history).post(send))
+        // Sends may carry files (multipart): the application's upload limit applies
+        // (`startup::body_budget`), not axum's default of 2 MB.
+        .route(
+            "/messages/",
+            get(direct_history)
+                .post(send)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/messages",
+            get(direct_history)
+                .post(send)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/messages/seen", post(seen))
         .route("/messages/{id}", patch(edit).delete(delete))
         .route("/conversations", get(conversations))
@@ -108,6 +120,53 @@ struct SendBody {
     group_chat_id: Option<GroupId>,
     /// Optional idempotency key: the same key from the same sender posts once.
     client_key: Option<String>,
+    /// Additive: uploads (`POST /api/attachments`) sent with the message; the content
+    /// may then be empty.
+    #[serde(default)]
+    attachment_ids: Vec<String>,
+}
+
+/// A send as JSON (the original's), or as a multipart form with the files in it (for
+/// scripts: `content`, `group_chat_id`, `client_key` fields and file parts).
+struct SendInput {
+    body: SendBody,
+    uploads: Vec<attachments::Prepared>,
+}
+
+impl FromRequest<AppState> for SendInput {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> AppResult<Self> {
+        if !attachments::upload::is_multipart(request.headers()) {
+            let ApiJson(body) = ApiJson::<SendBody>::from_request(request, state).await?;
+            return Ok(Self {
+                body,
+                uploads: Vec::new(),
+            });
+        }
+        let form = state.attachments.read_form(request, state).await?;
+        let group_chat_id = match form.field("group_chat_id").map(str::trim) {
+            None | Some("") | Some("null") => None,
+            Some(id) => Some(id.parse().map_err(|_| {
+                AppError::unprocessable(
+                    &["body", "group_chat_id"],
+                    "Input should be a valid integer",
+                )
+            })?),
+        };
+        let body = SendBody {
+            content: form.field("content").unwrap_or_default().to_string(),
+            group_chat_id,
+            client_key: form.field("client_key").map(String::from),
+            attachment_ids: attachments::Files::parse_ids(
+                form.field("attachment_ids").unwrap_or_default(),
+            ),
+        };
+        Ok(Self {
+            body,
+            uploads: form.files,
+        })
+    }
 }
 
 pub fn parse_content(raw: &str) -> AppResult<MessageContent> {
@@ -118,19 +177,20 @@ async fn send(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<SendQuery>,
-    ApiJson(body): ApiJson<SendBody>,
+    SendInput { body, uploads }: SendInput,
 ) -> AppResult<(StatusCode, Json<Message>)> {
     let to = conversations::resolve(&state, q.addressee_username.as_deref(), body.group_chat_id)
         .await?
         .conversation();
-    let content = parse_content(&body.content)?;
-    let outgoing = Outgoing {
-        sender: me,
-        to,
-        content,
-        client_key: body.client_key,
+    let files = attachments::Files {
+        ids: body.attachment_ids,
+        uploads,
     };
-    let (message, created) = state.sends.send(&state.db, outgoing).await?;
+    let (message, created) =
+        attachments::send(&state, me, to, &body.content, body.client_key, files, |m| {
+            AppError::unprocessable(&["body", "content"], m)
+        })
+        .await?;
     if created {
         state.events.wake();
     }
@@ -168,6 +228,7 @@ async fn delete(
 ) -> AppResult<Json<()>> {
     messages::delete(&state.db, &me, id).await?;
     state.events.wake();
+    state.attachments.purge_message(&state.db, id).await;
     Ok(Json(()))
 }
 

@@ -1,6 +1,7 @@
 //! The JSON API under `/api`, compatible with the original service.
 
 mod account;
+mod attachments;
 mod auth;
 mod events;
 pub mod extract;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(account::router())
         .merge(auth::router())
+        .merge(attachments::router())
         .merge(users::router())
         .merge(friends::router())
         .merge(messages::router())

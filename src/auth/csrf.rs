@@ -2,7 +2,7 @@
 //!
 //! A state-changing request (not GET/HEAD/OPTIONS) is refused with 403 when its `Origin`
 //! names another site (other than those in `CORS_ALLOWED_ORIGINS`), or when it does not carry the right token, in the `X-CSRF-Token`
-//! header (htmx sends it through `hx-headers`) or a `csrf_token` form field:
+//! header (htmx sends it through `hx-headers`) or a `csrf_token` form field (a multipart form's first field):
 //!
 //! - a signed-in session's own token (made at sign-in, kept in the session);
 //! - otherwise, for the pages (sign-in, sign-up, forgotten password), a stateless token:
@@ -170,6 +170,10 @@ async fn presented_token(request: Request) -> Result<(Request, Option<String>), 
     if let Some(token) = request.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
         let token = token.to_string();
         return Ok((request, Some(token)));
+    }
+    if crate::attachments::upload::is_multipart(request.headers()) {
+        // A form with files, posted without JavaScript: the token is its first field.
+        return crate::attachments::upload::first_field(request, FIELD, MAX_FORM_BYTES).await;
     }
     let is_form = request
         .headers()

@@ -125,6 +125,17 @@ impl MessageContent {
     }
 }
 
+impl MessageContent {
+    /// The text of a message that carries files: as [`MessageContent::parse`], except
+    /// that it may be empty.
+    pub fn caption(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Ok(Self(String::new()));
+        }
+        Self::parse(s)
+    }
+}
+
 pub const MAX_GROUP_NAME_CHARS: usize = 20;
 
 impl GroupName {
@@ -238,5 +249,8 @@ mod tests {
         assert_eq!(MessageContent::parse(" hi ").unwrap().as_str(), "hi");
         assert!(MessageContent::parse(&"é".repeat(2000)).is_ok());
         assert!(MessageContent::parse(&"é".repeat(2001)).is_err());
+        assert_eq!(MessageContent::caption("  ").unwrap().as_str(), "");
+        assert_eq!(MessageContent::caption(" look ").unwrap().as_str(), "look");
+        assert!(MessageContent::caption(&"é".repeat(2001)).is_err());
     }
 }

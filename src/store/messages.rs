@@ -39,6 +39,11 @@ pub struct Message {
     #[serde(with = "db::serde_time::option")]
     pub last_edited_date_time: Option<PrimitiveDateTime>,
     pub seen: Option<bool>,
+    /// Additive: the files sent with the message, in order; absent when there are none,
+    /// so a message without files reads exactly as the original's.
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<super::attachments::Attachment>,
 }
 
 /// The payload of a `message` event: the message, and the sender's idempotency key when
@@ -104,11 +109,14 @@ pub async fn by_client_key(
         "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
          WHERE m.sender_id = ? AND m.client_key = ?"
     );
-    db_run!(db, |pool| sqlx::query_as::<_, Message>(&sql)
+    let found = db_run!(db, |pool| sqlx::query_as::<_, Message>(&sql)
         .bind(sender)
         .bind(key)
         .fetch_optional(pool)
-        .await)
+        .await)?;
+    let mut found: Vec<Message> = found.into_iter().collect();
+    super::attachments::fill(db, &mut found).await?;
+    Ok(found.pop())
 }
 
 /// One page of a conversation, newest first. `next___<id>` goes to older messages,
@@ -188,6 +196,7 @@ pub async fn history(
     if order == "ASC" {
         rows.reverse();
     }
+    super::attachments::fill(db, &mut rows).await?;
     Ok(Page::from_rows(rows, limit, cursor, |m| {
         m.message_id.to_string()
     }))
@@ -267,6 +276,8 @@ pub async fn edit(
     let now = db::now();
     message.content = content.as_str().to_string();
     message.last_edited_date_time = Some(now);
+    // The event replaces the message on every page: with its files.
+    super::attachments::fill(db, std::slice::from_mut(&mut message)).await?;
     db_tx!(db, |tx| {
         sqlx::query("UPDATE message SET content = ?, last_edited_date_time = ? WHERE message_id = ? AND sender_id = ?")
             .bind(content.as_str())

@@ -5,6 +5,7 @@ pub mod access;
 pub mod account_data;
 pub mod account_tokens;
 pub mod api_tokens;
+pub mod attachments;
 pub mod events;
 pub mod friends;
 pub mod limits;

@@ -651,6 +651,7 @@ async fn write(
                         created_date_time: now,
                         last_edited_date_time: None,
                         seen: Some(false),
+                        attachments: Vec::new(),
                     };
                     sent.push((message.clone(), recipients, send.client_key.as_deref()));
                     results.push(Ok(message));

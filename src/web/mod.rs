@@ -2,6 +2,7 @@
 //! and templates. Pages are thin: they parse input, call `accounts` or `store`, render.
 
 mod account;
+pub mod attachments;
 pub mod avatar;
 mod chats;
 mod friends;

@@ -8,6 +8,7 @@ mod helpers;
 mod abuse;
 mod account_data;
 mod accounts;
+mod attachments;
 mod browser;
 mod deployment;
 mod display_names;

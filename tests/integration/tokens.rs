@@ -128,7 +128,7 @@ both_backends! {
         };
         assert!(claims["iat"].is_i64() && claims["fp"].is_string(), "{claims}");
         // `user_id` as a string, as the original wrote it.
-        assert!(claims["user_id"] == api.id.to_string() && claims["username"] == "rotator" && claims["email"] == "rotator@example.com", "{claims}");
+        assert!(claims["user_id"].as_str() == Some(api.id.to_string().as_str()) && claims["username"] == "rotator" && claims["email"] == "rotator@example.com", "{claims}");
         let browser = app.browser();
         browser.sign_in("rotator", PASSWORD).await;
         let r = browser.post_form("/profile", "/profile/password", &[("current_password", PASSWORD), ("new_password", "Rotated123"), ("new_password_again", "Rotated123")]).await;

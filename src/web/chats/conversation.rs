@@ -12,16 +12,16 @@ use serde::Deserialize;
 
 use super::{groups::GroupPanel, ConvPath, ConvRef, Party};
 use crate::{
-    domain::{cursor::Cursor, MessageContent},
+    domain::cursor::Cursor,
     error::{AppError, AppResult},
     state::AppState,
     store::{
         friends as friend_store,
         messages::{self, Conversation, Message, MessageId},
-        sending::Outgoing,
         users::UserSummary,
     },
     web::{
+        attachments::{for_pages, AttachmentView, ComposerInput},
         avatar::{display_names, Person},
         redirect, render,
         render::message_html,
@@ -44,6 +44,8 @@ pub struct MessageView {
     pub time_iso: String,
     pub time_label: String,
     pub edited: bool,
+    /// Files sent with the message (`partials/attachments.html`).
+    pub attachments: Vec<AttachmentView>,
 }
 
 impl MessageView {
@@ -62,6 +64,7 @@ impl MessageView {
             time_iso: format!("{}Z", crate::db::format_time(t)),
             time_label: format!("{:02}:{:02}", t.hour(), t.minute()),
             edited: m.last_edited_date_time.is_some(),
+            attachments: AttachmentView::list(&m.attachments),
         }
     }
 
@@ -96,6 +99,8 @@ struct ConversationPage {
     online: bool,
     group: Option<GroupPanel>,
     client_key: String,
+    /// The largest file the composer may attach (`partials/composer_attachments.html`).
+    attach_max_bytes: u64,
 }
 
 #[derive(Template)]
@@ -191,6 +196,7 @@ pub(super) async fn conversation_page(
         online,
         group,
         client_key: uuid::Uuid::new_v4().to_string(),
+        attach_max_bytes: state.attachments.max_file_bytes(),
     };
     Ok(render(&page)?.into_response())
 }
@@ -217,31 +223,27 @@ pub(super) async fn older(
     })
 }
 
-#[derive(Deserialize)]
-pub(super) struct SendInput {
-    #[serde(default)]
-    content: String,
-    client_key: Option<String>,
-}
-
-/// Sends from the composer. htmx gets the new message's fragment to append (the live
-/// stream brings the same message, which the page drops as already shown); a plain form
-/// is redirected back to the conversation.
+/// Sends from the composer, with its files if any. htmx gets the new message's fragment
+/// to append (the live stream brings the same message, which the page drops as already
+/// shown); a plain form is redirected back to the conversation.
 pub(super) async fn send(
     State(state): State<AppState>,
     ctx: Ctx,
     path: ConvPath,
-    Form(input): Form<SendInput>,
+    input: ComposerInput,
 ) -> AppResult<Response> {
     let opened = path.open(&state, &ctx.user).await?;
-    let content = MessageContent::parse(&input.content).map_err(AppError::BadRequest)?;
-    let outgoing = Outgoing {
-        sender: UserSummary::from(&ctx.user),
-        to: opened.conv,
-        content,
-        client_key: input.client_key,
-    };
-    let (message, created) = state.sends.send(&state.db, outgoing).await?;
+    let (message, created) = crate::attachments::send(
+        &state,
+        UserSummary::from(&ctx.user),
+        opened.conv,
+        &input.content,
+        input.client_key,
+        input.files,
+        AppError::BadRequest,
+    )
+    .await
+    .map_err(for_pages)?;
     if created {
         state.events.wake();
     }

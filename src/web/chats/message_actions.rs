@@ -41,6 +41,7 @@ pub(super) async fn delete_message(
 ) -> AppResult<Response> {
     let message = messages::delete(&state.db, &ctx.user, id).await?;
     state.events.wake();
+    state.attachments.purge_message(&state.db, id).await;
     if ctx.htmx {
         return Ok(Html(deleted_placeholder(id)).into_response());
     }

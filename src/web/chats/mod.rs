@@ -8,7 +8,7 @@ mod list;
 mod message_actions;
 
 use axum::{
-    extract::{FromRequestParts, RawPathParams},
+    extract::{DefaultBodyLimit, FromRequestParts, RawPathParams},
     http::request::Parts,
     routing::{get, post},
     Router,
@@ -40,12 +40,20 @@ pub fn router() -> Router<AppState> {
         // `{who}` is `@username`; `g/{id}` a group. The same handlers serve both.
         .route("/chats/{who}", get(conversation_page))
         .route("/chats/{who}/older", get(older))
-        .route("/chats/{who}/messages", post(send))
+        // The composer may post files (multipart): the application's upload limit applies
+        // (`startup::body_budget`), not axum's default of 2 MB.
+        .route(
+            "/chats/{who}/messages",
+            post(send).layer(DefaultBodyLimit::disable()),
+        )
         .route("/chats/{who}/seen", post(seen))
         .route("/chats/{who}/typing", post(typing))
         .route("/chats/g/{id}", get(conversation_page))
         .route("/chats/g/{id}/older", get(older))
-        .route("/chats/g/{id}/messages", post(send))
+        .route(
+            "/chats/g/{id}/messages",
+            post(send).layer(DefaultBodyLimit::disable()),
+        )
         .route("/chats/g/{id}/seen", post(seen))
         .route("/chats/g/{id}/typing", post(typing))
         .route(
