@@ -445,7 +445,8 @@ async fn through_nginx(backend: Backend) {
     for (size, by_nginx) in [(limit - 1024, false), (limit + 1024, true)] {
         let content = "x".repeat(size);
         let r = api
-            .post(nginx.url("/api/messages/?addressee_username=px_bob"))
+            // Not a route that takes files (those have a location of their own).
+            .post(nginx.url("/api/messages/seen"))
             .bearer_auth(&alice)
             .json(&serde_json::json!({ "content": content, "group_chat_id": null }))
             .send()
