@@ -832,100 +832,11 @@ both_backends! {
 
 // --- in a browser ------------------------------------------------------------------------
 
-/// chromedriver for one test (killed when dropped), as in browser.rs.
-struct Driver {
-    child: std::process::Child,
-    port: u16,
-    profiles: Vec<tempfile::TempDir>,
-}
+use crate::browser::{wait_for, Driver};
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Driver {
-    /// Tests that call this declare `#[needs(browser)]`.
-    async fn start() -> Self {
-        let driver = crate::harness::chromedriver().expect("chromedriver (#[needs(browser)])");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    child,
-                    port,
-                    profiles: Vec::new(),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("chromedriver did not start");
-    }
-
-    async fn browser(&mut self) -> fantoccini::Client {
-        let profile = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--headless".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--no-first-run".into(),
-            "--window-size=1200,900".into(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        if let Ok(extra) = std::env::var("CHROMIUM_FLAGS") {
-            args.extend(extra.split_whitespace().map(String::from));
-        }
-        let mut options = json!({ "args": args });
-        if let Some(binary) = crate::harness::find_program("chromium", "CHROMIUM") {
-            options["binary"] = json!(binary);
-        }
-        let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), options);
-        self.profiles.push(profile);
-        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a browser session")
-    }
-}
-
-async fn wait_for(b: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
-    b.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(fantoccini::Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-}
-
-/// Polls a script until it returns true.
+/// Polls `script` until it returns true.
 async fn wait_until(b: &fantoccini::Client, what: &str, script: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if b.execute(script, vec![]).await.ok() == Some(json!(true)) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::browser::wait_until(b, what, script, crate::browser::WAIT).await
 }
 
 integration_test! {
@@ -949,23 +860,7 @@ integration_test! {
         let alice = driver.browser().await;
         let bob = driver.browser().await;
         for (b, user, other) in [(&alice, &alice_api, &bob_api), (&bob, &bob_api, &alice_api)] {
-            b.goto(&f.url("/login")).await.unwrap();
-            wait_for(b, "#login")
-                .await
-                .send_keys(&user.name)
-                .await
-                .unwrap();
-            wait_for(b, "#password")
-                .await
-                .send_keys(PASSWORD)
-                .await
-                .unwrap();
-            wait_for(b, "form button[type=submit]")
-                .await
-                .click()
-                .await
-                .unwrap();
-            wait_for(b, "nav").await;
+            crate::browser::sign_in(b, &f.url(""), &user.name).await;
             b.goto(&f.url(&format!("/chats/@{}", other.name)))
                 .await
                 .unwrap();

@@ -63,6 +63,11 @@ impl Driver {
 
     /// A new headless Chromium with a fresh profile.
     pub async fn browser(&mut self) -> Client {
+        self.browser_with(&[]).await
+    }
+
+    /// A new headless Chromium with a fresh profile and these extra flags.
+    pub async fn browser_with(&mut self, extra_flags: &[&str]) -> Client {
         let profile = tempfile::tempdir().unwrap();
         let mut args = vec![
             "--headless".to_string(),
@@ -77,6 +82,7 @@ impl Driver {
             "--window-size=1200,900".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        args.extend(extra_flags.iter().map(|f| f.to_string()));
         if let Ok(extra) = std::env::var("CHROMIUM_FLAGS") {
             args.extend(extra.split_whitespace().map(String::from));
         }
@@ -96,18 +102,62 @@ impl Driver {
     }
 }
 
-const WAIT: Duration = Duration::from_secs(10);
+/// How long a page gets to show something: generous, as browser tests share two cores.
+pub const WAIT: Duration = Duration::from_secs(15);
 
-async fn wait_for(b: &Client, css: &str) -> Element {
-    b.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
+/// The element `css` selects, once the page shows it; on a timeout the panic names the page
+/// and what it says, so that a failure in CI explains itself.
+pub async fn wait_for(b: &Client, css: &str) -> Element {
+    match b.wait().at_most(WAIT).for_element(Locator::Css(css)).await {
+        Ok(element) => element,
+        Err(e) => panic!("{css}: {e}\n{}", page_says(b).await),
+    }
+}
+
+/// Polls `script` (a function body that returns) until it returns `true`.
+pub async fn wait_until(b: &Client, what: &str, script: &str, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if b.execute(script, vec![]).await.ok() == Some(serde_json::Value::Bool(true)) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("never: {what}\n{}", page_says(b).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where the page is and its visible text, for failure messages.
+async fn page_says(b: &Client) -> String {
+    let url = b
+        .current_url()
         .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let text = b
+        .execute(
+            "return document.body ? document.body.innerText : ''",
+            vec![],
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!("page {url} says:\n{text}")
+}
+
+/// Signs in through the form and waits for the chat list.
+pub async fn sign_in(b: &Client, base: &str, name: &str) {
+    b.goto(&format!("{base}/login")).await.unwrap();
+    fill(b, "#login", name).await;
+    fill(b, "#password", PASSWORD).await;
+    click(b, "form button[type=submit]").await;
+    wait_for_text(b, "h1", "Chats").await;
 }
 
 /// Waits until the page's text contains `text`.
-async fn wait_for_text(b: &Client, css: &str, text: &str) {
+pub async fn wait_for_text(b: &Client, css: &str, text: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Ok(el) = b.find(Locator::Css(css)).await {
@@ -116,26 +166,19 @@ async fn wait_for_text(b: &Client, css: &str, text: &str) {
             }
         }
         if tokio::time::Instant::now() > deadline {
-            let body = b
-                .find(Locator::Css("body"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap_or_default();
-            panic!("{css} never showed {text:?}; page says:\n{body}");
+            panic!("{css} never showed {text:?}; {}", page_says(b).await);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn fill(b: &Client, css: &str, value: &str) {
+pub async fn fill(b: &Client, css: &str, value: &str) {
     let el = wait_for(b, css).await;
     el.clear().await.ok();
     el.send_keys(value).await.unwrap();
 }
 
-async fn click(b: &Client, css: &str) {
+pub async fn click(b: &Client, css: &str) {
     wait_for(b, css).await.click().await.unwrap();
 }
 
@@ -229,11 +272,7 @@ both_backends! {
         let alice = driver.browser().await;
         let bob = driver.browser().await;
         for (b, name) in [(&alice, "alice"), (&bob, "bob")] {
-            b.goto(&app.url("/login")).await.unwrap();
-            fill(b, "#login", name).await;
-            fill(b, "#password", PASSWORD).await;
-            click(b, "form button[type=submit]").await;
-            wait_for_text(b, "h1", "Chats").await;
+            sign_in(b, &app.url(""), name).await;
         }
         alice.goto(&app.url("/chats/@bob")).await.unwrap();
         bob.goto(&app.url("/chats/@alice")).await.unwrap();
@@ -285,11 +324,7 @@ integration_test! {
         let mut browsers = Vec::new();
         for u in &users {
             let b = driver.browser().await;
-            b.goto(&app.url("/login")).await.unwrap();
-            fill(&b, "#login", &u.username).await;
-            fill(&b, "#password", PASSWORD).await;
-            click(&b, "form button[type=submit]").await;
-            wait_for_text(&b, "h1", "Chats").await;
+            sign_in(&b, &app.url(""), &u.username).await;
             b.goto(&app.url(&format!("/chats/g/{gid}"))).await.unwrap();
             wait_for(&b, "#composer-input").await;
             browsers.push(b);

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Client;
 use messenger::{
     db::Db,
     events::stream::REPLAY_CAP,
@@ -30,12 +30,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use crate::{
-    both_backends,
-    harness::{chromedriver, find_program},
-    helpers::*,
-    integration_test,
-};
+use crate::{both_backends, browser::Driver, helpers::*, integration_test};
 
 // ---- helpers of this file -------------------------------------------------------------
 
@@ -532,92 +527,7 @@ integration_test! {
 
 // ---- browsers ---------------------------------------------------------------------------
 
-/// A chromedriver of this file's own, for browsers with extra command-line flags.
-struct Chrome {
-    child: std::process::Child,
-    port: u16,
-    profiles: Vec<tempfile::TempDir>,
-}
-
-impl Drop for Chrome {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Chrome {
-    /// Tests that call this declare `#[needs(browser)]`.
-    async fn start() -> Self {
-        let driver = chromedriver().expect("chromedriver is installed (#[needs(browser)])");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let chrome = Self {
-            child,
-            port,
-            profiles: Vec::new(),
-        };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return chrome;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("chromedriver did not start");
-    }
-
-    async fn browser(&mut self, extra: &[&str]) -> Client {
-        let profile = tempfile::tempdir().unwrap();
-        let mut args: Vec<String> = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--no-first-run",
-            "--window-size=1200,900",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut options = json!({ "args": args });
-        if let Some(binary) = find_program("chromium", "CHROMIUM") {
-            options["binary"] = json!(binary);
-        }
-        let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), options);
-        self.profiles.push(profile);
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a browser session")
-    }
-}
-
-const WAIT: Duration = Duration::from_secs(15);
-
-async fn element(b: &Client, css: &str) -> fantoccini::elements::Element {
-    b.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-}
+use crate::browser::{sign_in, wait_for as element, WAIT};
 
 async fn script(b: &Client, js: &str) -> Value {
     b.execute(js, vec![])
@@ -627,33 +537,7 @@ async fn script(b: &Client, js: &str) -> Value {
 
 /// Waits until `js` (an expression) is true in the page.
 async fn wait_until(b: &Client, js: &str, wait: Duration) {
-    let deadline = Instant::now() + wait;
-    loop {
-        if script(b, &format!("return !!({js});")).await == Value::Bool(true) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let body = script(b, "return document.body ? document.body.innerText : ''").await;
-            panic!("never true: {js}\npage says: {body}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn sign_in(b: &Client, base: &str, name: &str) {
-    b.goto(&format!("{base}/login")).await.unwrap();
-    element(b, "#login").await.send_keys(name).await.unwrap();
-    element(b, "#password")
-        .await
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    element(b, "form button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_until(b, "document.querySelector('h1') && document.querySelector('h1').textContent.indexOf('Chats') >= 0", WAIT).await;
+    crate::browser::wait_until(b, js, &format!("return !!({js});"), wait).await
 }
 
 /// The texts of the messages a page shows, in order.
@@ -776,13 +660,13 @@ return true;
 both_backends! {
     #[needs(browser)]
     async fn browser_a_page_cut_off_twenty_times_during_sends_shows_every_message_once(app) {
-        let mut chrome = Chrome::start().await;
+        let mut chrome = Driver::start().await;
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;
         app.befriend(&alice, &bob).await;
         let proxy = CutProxy::start(app.port).await;
         let base = format!("http://127.0.0.1:{}", proxy.port);
-        let b = chrome.browser(&[]).await;
+        let b = chrome.browser().await;
         sign_in(&b, &base, "bob").await;
         b.goto(&format!("{base}/chats/@alice")).await.unwrap();
         element(&b, "#composer-input").await;
@@ -838,11 +722,11 @@ both_backends! {
 
     #[needs(browser)]
     async fn browser_the_composer_sends_every_message_once_on_a_plain_http_origin(app) {
-        let mut chrome = Chrome::start().await;
+        let mut chrome = Driver::start().await;
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;
         app.befriend(&alice, &bob).await;
-        let b = chrome.browser(&["--host-resolver-rules=MAP chat.test 127.0.0.1"]).await;
+        let b = chrome.browser_with(&["--host-resolver-rules=MAP chat.test 127.0.0.1"]).await;
         let base = format!("http://chat.test:{}", app.port);
         sign_in(&b, &base, "alice").await;
         b.goto(&format!("{base}/chats/@bob")).await.unwrap();
