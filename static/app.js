@@ -225,18 +225,31 @@
     localize(document);
   }
 
+  // The reading position is the first message in view: it stays where it was on the
+  // screen while older ones are put above it (and days and groups are redone).
+  function offsetInList(list, li) {
+    return li.getBoundingClientRect().top - list.getBoundingClientRect().top;
+  }
   document.addEventListener("htmx:beforeSwap", function (e) {
     var target = e.detail.target;
-    if (target && target.matches && target.matches("li.older")) {
-      var list = target.closest("ol.messages");
-      if (list) list._fromBottom = list.scrollHeight - list.scrollTop;
-    }
+    if (!target || !target.matches || !target.matches("li.older")) return;
+    var list = target.closest("ol.messages");
+    if (!list) return;
+    var top = list.getBoundingClientRect().top;
+    var anchor = Array.prototype.find.call(list.querySelectorAll("li.message"), function (li) {
+      return li.getBoundingClientRect().bottom > top;
+    });
+    list._anchor = anchor ? { li: anchor, at: offsetInList(list, anchor) } : null;
+    list._fromBottom = list.scrollHeight - list.scrollTop;
   });
   document.addEventListener("htmx:afterSwap", function () {
     document.querySelectorAll("ol.messages").forEach(function (list) {
       if (list._fromBottom == null) return;
       decorate(list);
-      list.scrollTop = list.scrollHeight - list._fromBottom;
+      var anchor = list._anchor;
+      if (anchor && anchor.li.isConnected) list.scrollTop += offsetInList(list, anchor.li) - anchor.at;
+      else list.scrollTop = list.scrollHeight - list._fromBottom;
+      list._anchor = null;
       list._fromBottom = null;
       list._loadingOlder = false;
       list.removeAttribute("aria-busy");
@@ -408,6 +421,10 @@
     var menu = menuOf(button);
     if (!menu) return;
     menu.hidden = false;
+    // Open upwards where the list would cut it off (the last messages).
+    menu.classList.remove("up");
+    var list = button.closest("ol.messages");
+    if (list && menu.getBoundingClientRect().bottom > list.getBoundingClientRect().bottom) menu.classList.add("up");
     button.setAttribute("aria-expanded", "true");
     var items = menuItems(menu);
     if (items.length) items[last ? items.length - 1 : 0].focus();
@@ -481,6 +498,7 @@
     var list = el.closest("ol.messages");
     if (list && el.matches("li.message")) focusMessage(list, el);
     else el.focus();
+    el.scrollIntoView({ block: "nearest" });
     if (el.tagName === "TEXTAREA") el.setSelectionRange(el.value.length, el.value.length);
   });
 
@@ -646,10 +664,10 @@
     }
     button.hidden = false;
     var on = notifyOn();
-    var denied = Notification.permission === "denied";
     button.setAttribute("aria-pressed", on ? "true" : "false");
-    button.textContent = denied ? "Desktop notifications: blocked by the browser" : "Desktop notifications: " + (on ? "on" : "off");
-    button.disabled = denied;
+    button.textContent = Notification.permission === "denied"
+      ? "Desktop notifications: blocked (allow them in the browser's site settings)"
+      : "Desktop notifications: " + (on ? "on" : "off");
   }
   document.addEventListener("click", function (e) {
     if (!e.target.closest || !e.target.closest("#notify-toggle")) return;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod browser;
+mod chat_screen;
 mod deployment;
 mod foundation;
 mod friends;
