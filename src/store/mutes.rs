@@ -35,7 +35,9 @@ pub async fn is_muted(db: &Db, me: UserId, conversation: &str) -> Result<bool, s
 pub async fn set(db: &Db, me: UserId, conversation: &str, muted: bool) -> Result<(), sqlx::Error> {
     let sql = match (muted, db) {
         (false, _) => "DELETE FROM chat_mute WHERE user_id = ? AND conversation = ?",
-        (true, Db::MySql(_)) => "INSERT IGNORE INTO chat_mute (user_id, conversation) VALUES (?, ?)",
+        (true, Db::MySql(_)) => {
+            "INSERT IGNORE INTO chat_mute (user_id, conversation) VALUES (?, ?)"
+        }
         (true, Db::Sqlite(_)) => {
             "INSERT OR IGNORE INTO chat_mute (user_id, conversation) VALUES (?, ?)"
         }

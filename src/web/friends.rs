@@ -126,8 +126,14 @@ async fn load_sections(state: &AppState, me: i32, q: &SectionsQuery) -> AppResul
     let counts = friend_store::counts(&state.db, me).await?;
     let total = |k: &str| counts.get(k).copied().unwrap_or(0);
     Ok(Sections {
-        friends: load_section(state, me, "friends", q.friends_after.as_deref(), total("friends"))
-            .await?,
+        friends: load_section(
+            state,
+            me,
+            "friends",
+            q.friends_after.as_deref(),
+            total("friends"),
+        )
+        .await?,
         received: load_section(
             state,
             me,
@@ -137,8 +143,14 @@ async fn load_sections(state: &AppState, me: i32, q: &SectionsQuery) -> AppResul
         )
         .await?,
         sent: load_section(state, me, "sent", q.sent_after.as_deref(), total("sent")).await?,
-        blocked: load_section(state, me, "blocked", q.blocked_after.as_deref(), total("blocked"))
-            .await?,
+        blocked: load_section(
+            state,
+            me,
+            "blocked",
+            q.blocked_after.as_deref(),
+            total("blocked"),
+        )
+        .await?,
     })
 }
 

@@ -428,19 +428,32 @@ async fn browser_one_tab_stop_per_message_list_and_editing_in_place() {
     let keys = |k: &'static str| {
         let b = b.clone();
         async move {
-            b.active_element().await.unwrap().send_keys(k).await.unwrap();
+            b.active_element()
+                .await
+                .unwrap()
+                .send_keys(k)
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     };
     keys("\u{E013}").await; // ↑
     let focused = js(&b, "return document.activeElement.className;", vec![]).await;
-    assert!(focused.as_str().unwrap().contains("message mine"), "{focused}");
+    assert!(
+        focused.as_str().unwrap().contains("message mine"),
+        "{focused}"
+    );
     keys("\u{E004}").await; // Tab
     keys("\u{E007}").await; // Enter
     let state = js(&b, "var a = document.activeElement; return [a.getAttribute('role'), a.textContent, document.querySelector('.menu-button[aria-expanded=true]') !== null];", vec![]).await;
     assert_eq!(state, json!(["menuitem", "Edit", true]));
     keys("\u{E00C}").await; // Esc closes the menu, back on its button
-    let state = js(&b, "var a = document.activeElement; return [a.className, a.getAttribute('aria-expanded')];", vec![]).await;
+    let state = js(
+        &b,
+        "var a = document.activeElement; return [a.className, a.getAttribute('aria-expanded')];",
+        vec![],
+    )
+    .await;
     assert_eq!(state, json!(["menu-button", "false"]));
     keys("\u{E007}").await;
     keys("\u{E007}").await; // Edit
@@ -450,7 +463,13 @@ async fn browser_one_tab_stop_per_message_list_and_editing_in_place() {
     keys("\u{E004}").await;
     keys("\u{E007}").await;
     keys("\u{E007}").await;
-    wait_until(&b, "the edit box again", "return document.activeElement.tagName === 'TEXTAREA';", vec![]).await;
+    wait_until(
+        &b,
+        "the edit box again",
+        "return document.activeElement.tagName === 'TEXTAREA';",
+        vec![],
+    )
+    .await;
     keys(" (fixed)").await;
     keys("\u{E007}").await; // Enter saves
     wait_until(&b, "saved and marked edited", "var li = document.querySelector('ol.messages li.message:last-of-type'); return li.textContent.indexOf('mine 12 (fixed)') >= 0 && li.querySelector('.edited') !== null && li.querySelector('.edited').offsetParent !== null;", vec![]).await;
@@ -468,16 +487,29 @@ async fn browser_nothing_is_off_screen_on_phones() {
     let alice = app.user("alice").await;
     let bob = app.user("averyveryverylongusername").await;
     app.befriend(&alice, &bob).await;
-    app.send_dm(&bob, &alice, &"a long line of words that must wrap on a phone ".repeat(6))
-        .await;
-    app.send_dm(&bob, &alice, "https://example.com/a/very/long/link/that/has/no/spaces/in/it/at/all/and/goes/on")
-        .await;
+    app.send_dm(
+        &bob,
+        &alice,
+        &"a long line of words that must wrap on a phone ".repeat(6),
+    )
+    .await;
+    app.send_dm(
+        &bob,
+        &alice,
+        "https://example.com/a/very/long/link/that/has/no/spaces/in/it/at/all/and/goes/on",
+    )
+    .await;
     let gid = group(&app, &alice, "a group name", &[&bob.username]).await;
     let b = driver.browser().await;
     sign_in(&b, &app, "alice").await;
     for (w, h) in [(390u32, 844u32), (360, 640)] {
         b.set_window_size(w, h).await.unwrap();
-        let size = js(&b, "return [window.innerWidth, window.innerHeight];", vec![]).await;
+        let size = js(
+            &b,
+            "return [window.innerWidth, window.innerHeight];",
+            vec![],
+        )
+        .await;
         let (iw, ih) = (size[0].as_f64().unwrap(), size[1].as_f64().unwrap());
         assert!((iw - f64::from(w)).abs() < 20.0, "the window is {size}");
         for path in [
@@ -500,13 +532,264 @@ async fn browser_nothing_is_off_screen_on_phones() {
                 var composer = document.querySelector('.composer');
                 return { scroll: document.documentElement.scrollWidth, wide: wide, header: Math.max.apply(null, header.concat([0])),
                          composer: composer ? composer.getBoundingClientRect().bottom : null };", vec![]).await;
-            assert!(report["scroll"].as_f64().unwrap() <= iw, "{w}x{h} {path}: scrolls sideways {report}");
-            assert_eq!(report["wide"], json!([]), "{w}x{h} {path}: off-screen {report}");
-            assert!(report["header"].as_f64().unwrap() <= ih * 0.1, "{w}x{h} {path}: header {report}");
+            assert!(
+                report["scroll"].as_f64().unwrap() <= iw,
+                "{w}x{h} {path}: scrolls sideways {report}"
+            );
+            assert_eq!(
+                report["wide"],
+                json!([]),
+                "{w}x{h} {path}: off-screen {report}"
+            );
+            assert!(
+                report["header"].as_f64().unwrap() <= ih * 0.1,
+                "{w}x{h} {path}: header {report}"
+            );
             if let Some(bottom) = report["composer"].as_f64() {
-                assert!(bottom <= ih + 0.5, "{w}x{h} {path}: the message box below the screen {report}");
+                assert!(
+                    bottom <= ih + 0.5,
+                    "{w}x{h} {path}: the message box below the screen {report}"
+                );
             }
         }
     }
+    b.close().await.unwrap();
+}
+
+/// The serious and critical violations axe-core finds on the page as it is now.
+async fn axe_violations(b: &Client, axe: &str) -> Value {
+    js(
+        b,
+        &format!("{axe}\n;window.axe = window.axe || axe;"),
+        vec![],
+    )
+    .await;
+    b.execute_async(
+        "var done = arguments[arguments.length - 1];
+         axe.run(document, { resultTypes: ['violations'] }).then(function (r) {
+           done(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+             .map(function (v) { return v.id + ': ' + v.nodes.slice(0, 3).map(function (n) { return n.target.join(' '); }).join(' | '); }));
+         }, function (e) { done(['axe failed: ' + e]); });",
+        vec![],
+    )
+    .await
+    .unwrap()
+}
+
+async fn axe_page(b: &Client, app: &TestApp, axe: &str, path: &str) {
+    b.goto(&app.url(path)).await.unwrap();
+    wait_for(b, "main").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(axe_violations(b, axe).await, json!([]), "{path}");
+}
+
+/// axe-core (pinned in package.json, installed by the build) on every page: no serious
+/// or critical violations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_axe_finds_nothing_serious_on_any_page() {
+    let Some(mut driver) = Driver::start().await else {
+        return;
+    };
+    let axe_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/node_modules/axe-core/axe.min.js"
+    );
+    let axe = std::fs::read_to_string(axe_path).unwrap_or_else(|e| {
+        panic!("{axe_path} (installed by the build from package-lock.json): {e}")
+    });
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    app.befriend(&alice, &bob).await;
+    let dave = app.user("dave").await;
+    let r = app
+        .post(&dave.token, "/api/friends/requests?username=alice")
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mine = app.send_dm(&alice, &bob, "hello https://example.com").await;
+    let mine = mine.json::<Value>().await.unwrap()["message_id"]
+        .as_i64()
+        .unwrap();
+    app.send_dm(&bob, &alice, "hi!").await;
+    let edited = app.send_dm(&alice, &bob, "edited later").await;
+    let edited = edited.json::<Value>().await.unwrap()["message_id"]
+        .as_i64()
+        .unwrap();
+    app.patch_json(
+        &alice.token,
+        &format!("/api/messages/{edited}"),
+        &json!({ "content": "edited" }),
+    )
+    .await;
+    let gid = group(&app, &alice, "trio", &["bob"]).await;
+    app.post_json(
+        &bob.token,
+        "/api/messages/",
+        &json!({ "content": "in the group", "group_chat_id": gid }),
+    )
+    .await;
+
+    let b = driver.browser().await;
+    for path in ["/login", "/signup"] {
+        axe_page(&b, &app, &axe, path).await;
+    }
+    sign_in(&b, &app, "alice").await;
+    for path in [
+        "/chats".to_string(),
+        "/chats/@bob".to_string(),
+        format!("/chats/g/{gid}"),
+        "/friends".to_string(),
+        "/profile".to_string(),
+        format!("/messages/{mine}/edit"),
+        "/no/such/page".to_string(),
+    ] {
+        axe_page(&b, &app, &axe, &path).await;
+    }
+    // A message's menu open, then the message in edit mode, and the shortcuts dialog.
+    b.goto(&app.url("/chats/@bob")).await.unwrap();
+    click(&b, &format!("#msg-{mine} .menu-button")).await;
+    wait_for(&b, &format!("#menu-{mine}:not([hidden])")).await;
+    assert_eq!(axe_violations(&b, &axe).await, json!([]), "a menu open");
+    click(&b, &format!("#menu-{mine} .menu-edit")).await;
+    wait_for(&b, &format!("#edit-{mine}")).await;
+    assert_eq!(
+        axe_violations(&b, &axe).await,
+        json!([]),
+        "editing in place"
+    );
+    b.close().await.unwrap();
+    // A first run.
+    app.user("newbie").await;
+    let b = driver.browser().await;
+    sign_in(&b, &app, "newbie").await;
+    axe_page(&b, &app, &axe, "/chats").await;
+    b.close().await.unwrap();
+}
+
+/// While reading older messages, new ones do not move the view: a "↓ N new" button
+/// counts them. A draft stays with its chat; "/" filters the list, Alt+↑/↓ switch chats,
+/// "?" lists the shortcuts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_new_messages_while_reading_back_drafts_and_shortcuts() {
+    let Some(mut driver) = Driver::start().await else {
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    app.befriend(&alice, &bob).await;
+    app.befriend(&alice, &carol).await;
+    app.send_dm(&carol, &alice, "from carol").await;
+    for n in 0..45 {
+        app.send_dm(&alice, &bob, &format!("line {n}")).await;
+    }
+    let b = driver.browser().await;
+    sign_in(&b, &app, "alice").await;
+    b.goto(&app.url("/chats/@bob")).await.unwrap();
+    wait_for(&b, "#composer-input").await;
+    settle().await;
+    let top = js(&b, "var l = document.querySelector('ol.messages'); l.scrollTop = l.scrollHeight - l.clientHeight - 600; return l.scrollTop;", vec![]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.send_dm(&bob, &alice, "new one").await;
+    app.send_dm(&bob, &alice, "new two").await;
+    wait_until(&b, "the ↓ 2 new button", "var j = document.querySelector('.jump-new'); return !j.hidden && j.textContent.indexOf('2 new') >= 0;", vec![]).await;
+    let now = js(
+        &b,
+        "return document.querySelector('ol.messages').scrollTop;",
+        vec![],
+    )
+    .await;
+    assert!(
+        (now.as_f64().unwrap() - top.as_f64().unwrap()).abs() < 2.0,
+        "the view stayed ({top} -> {now})"
+    );
+    click(&b, ".jump-new").await;
+    wait_until(&b, "at the newest", "var l = document.querySelector('ol.messages'); return document.querySelector('.jump-new').hidden && l.scrollHeight - l.scrollTop - l.clientHeight < 40;", vec![]).await;
+
+    // A draft for bob; "/" then "car" and Enter opens carol's chat.
+    wait_for(&b, "#composer-input")
+        .await
+        .send_keys("draft for bob")
+        .await
+        .unwrap();
+    js(&b, "document.querySelector('ol.messages').focus();", vec![]).await;
+    b.active_element()
+        .await
+        .unwrap()
+        .send_keys("/")
+        .await
+        .unwrap();
+    assert_eq!(
+        js(&b, "return document.activeElement.id;", vec![]).await,
+        json!("chat-filter")
+    );
+    b.active_element()
+        .await
+        .unwrap()
+        .send_keys("car")
+        .await
+        .unwrap();
+    let shown = js(&b, "return Array.prototype.filter.call(document.querySelectorAll('#conversation-list li.conversation'), function (li) { return !li.hidden; }).map(function (li) { return li.getAttribute('data-name'); });", vec![]).await;
+    assert_eq!(shown, json!(["carol"]));
+    b.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    wait_until(
+        &b,
+        "carol's chat",
+        "return !!document.querySelector('#pane [data-path=\"/chats/@carol\"]');",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        js(
+            &b,
+            "return document.getElementById('composer-input').value;",
+            vec![]
+        )
+        .await,
+        json!("")
+    );
+    js(&b, "var f = document.getElementById('chat-filter'); f.value = ''; f.dispatchEvent(new Event('input', { bubbles: true }));", vec![]).await;
+    // Alt+↑: the chat above in the list (bob's, the most recent), with its draft back.
+    wait_for(&b, "#composer-input")
+        .await
+        .send_keys("\u{E00A}\u{E013}\u{E000}")
+        .await
+        .unwrap();
+    wait_until(
+        &b,
+        "bob's chat",
+        "return !!document.querySelector('#pane [data-path=\"/chats/@bob\"]');",
+        vec![],
+    )
+    .await;
+    wait_until(
+        &b,
+        "the draft",
+        "return document.getElementById('composer-input').value === 'draft for bob';",
+        vec![],
+    )
+    .await;
+    assert_eq!(b.current_url().await.unwrap().path(), "/chats/@bob");
+    // "?" shows the shortcuts.
+    js(&b, "document.querySelector('ol.messages').focus();", vec![]).await;
+    b.active_element()
+        .await
+        .unwrap()
+        .send_keys("?")
+        .await
+        .unwrap();
+    wait_until(
+        &b,
+        "the shortcuts dialog",
+        "return document.getElementById('shortcuts').open;",
+        vec![],
+    )
+    .await;
     b.close().await.unwrap();
 }

@@ -17,8 +17,7 @@ use crate::{
     error::{AppError, AppResult},
     state::AppState,
     store::{
-        events as event_store,
-        friends as friend_store,
+        events as event_store, friends as friend_store,
         messages::{self, GroupChat, GroupId},
         users::{self, User, UserSummary},
     },
