@@ -741,6 +741,13 @@
   }
   document.addEventListener("keydown", function (e) {
     if (e.defaultPrevented) return;
+    // Esc closes the group settings sheet of narrower screens (a :target panel).
+    if (e.key === "Escape" && location.hash === "#members-panel") {
+      location.hash = "#chat-title";
+      var opener = document.querySelector(".settings-link");
+      if (opener) opener.focus();
+      return;
+    }
     if (e.altKey && !e.ctrlKey && !e.metaKey && (e.key === "ArrowUp" || e.key === "ArrowDown")) {
       var links = listLinks();
       if (!links.length) return;

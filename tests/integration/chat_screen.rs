@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::{both_backends, browser::Driver, helpers::*};
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(20);
 
 async fn wait_for(b: &Client, css: &str) -> Element {
     b.wait()
