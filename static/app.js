@@ -247,7 +247,9 @@
       if (list._fromBottom == null) return;
       decorate(list);
       var anchor = list._anchor;
-      if (anchor && anchor.li.isConnected) list.scrollTop += offsetInList(list, anchor.li) - anchor.at;
+      // A copy of the anchor that came again with the older page wins over it.
+      var li = anchor && (anchor.li.isConnected ? anchor.li : document.getElementById(anchor.li.id));
+      if (li && list.contains(li)) list.scrollTop += offsetInList(list, li) - anchor.at;
       else list.scrollTop = list.scrollHeight - list._fromBottom;
       list._anchor = null;
       list._fromBottom = null;

@@ -111,6 +111,8 @@ both_backends! {
         wait_for(&b, "ol.messages li.message").await;
         let mut rounds = 0;
         loop {
+            // Opening at the "New messages" divider may have started a load already.
+            wait_until(&b, "no load in flight", "return !document.querySelector('ol.messages[aria-busy]');", vec![]).await;
             let state = js(&b, LIST_STATE, vec![]).await;
             if state["beginning"] == json!(true) {
                 break;
@@ -125,7 +127,8 @@ both_backends! {
             wait_until(&b, "an older page loads", "return document.querySelectorAll('ol.messages li.message').length > arguments[0] && !document.querySelector('ol.messages[aria-busy]');", vec![json!(count)]).await;
             let after = js(&b, "var l = document.querySelector('ol.messages'); return document.getElementById(arguments[0]).getBoundingClientRect().top - l.getBoundingClientRect().top;", vec![json!(first)]).await;
             let moved = (before.as_f64().unwrap() - after.as_f64().unwrap()).abs();
-            assert!(moved < 4.0, "the reading position jumped by {moved}px ({before} -> {after})");
+            let now = js(&b, LIST_STATE, vec![]).await;
+            assert!(moved < 4.0, "the reading position of {first} jumped by {moved}px ({before} -> {after}); {count} shown before, now {} (top {})", now["ids"].as_array().unwrap().len(), now["top"]);
         }
         let state = js(&b, LIST_STATE, vec![]).await;
         let ids: Vec<&str> = state["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
