@@ -9,6 +9,7 @@ mod abuse;
 mod account_data;
 mod accounts;
 mod browser;
+mod chat_screen;
 mod deployment;
 mod display_names;
 mod faults;
