@@ -10,6 +10,7 @@ pub mod events;
 pub mod friends;
 pub mod limits;
 pub mod messages;
+pub mod mutes;
 pub mod sending;
 pub mod sessions;
 pub mod users;
