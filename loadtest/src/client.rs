@@ -234,11 +234,21 @@ pub async fn create_users(
 
 /// Makes user `2k` and user `2k+1` friends: a request and its acceptance.
 pub async fn befriend_pairs(api: &Api, password: &str, users: &[Arc<User>]) -> Result<()> {
-    let pairs = users.len() / 2;
-    eprintln!("making {pairs} friendships...");
-    stream::iter(0..pairs)
-        .map(|k| async move {
-            let (a, b) = (&users[2 * k], &users[2 * k + 1]);
+    let pairs: Vec<(usize, usize)> = (0..users.len() / 2).map(|k| (2 * k, 2 * k + 1)).collect();
+    befriend(api, password, users, &pairs).await
+}
+
+/// Makes each pair of users (indexes into `users`) friends: a request and its acceptance.
+pub async fn befriend(
+    api: &Api,
+    password: &str,
+    users: &[Arc<User>],
+    pairs: &[(usize, usize)],
+) -> Result<()> {
+    eprintln!("making {} friendships...", pairs.len());
+    stream::iter(pairs)
+        .map(|&(a, b)| async move {
+            let (a, b) = (&users[a], &users[b]);
             let resp = authed(api, password, a, |t| {
                 api.client
                     .post(api.url("/api/friends/requests"))

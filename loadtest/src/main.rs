@@ -7,19 +7,23 @@
 //!   unique token, and its arrival on the recipient's streams is matched and timed.
 //! * `--idle-streams N`: opens N event streams over `--users` users and holds them.
 //! * `--open-conversations`: times `GET /api/messages/?friend_username=X&limit=50`.
+//! * `--soak`: starts its own MariaDB and two server processes, sends for `--minutes`
+//!   while it stops and restarts the database and kills and restarts a process, and
+//!   reports lost, duplicated and misrouted messages and the answers by phase.
 
 mod client;
 mod memory;
+mod processes;
 mod report;
 mod scenarios;
 mod schedule;
 mod sse;
 mod tracker;
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, bail, Result};
-use clap::Parser;
+use clap::{parser::ValueSource, CommandFactory as _, FromArgMatches as _, Parser};
 
 use crate::client::{check_health, http_client, Api};
 
@@ -29,11 +33,13 @@ use crate::client::{check_health, http_client, Api};
     about = "Load tool for the messenger server (HTTP only): message throughput and delivery latency, idle event streams, history reads",
     after_help = "With two --url values, event streams connect to the LAST one and messages are POSTed to the FIRST \
 (cross-process delivery). Start the server with SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000. \
-Exit status is non-zero when a message was lost, duplicated, misrouted or failed to post, or a stream failed to open."
+Exit status is non-zero when a message was lost, duplicated, misrouted or failed to post, or a stream failed to open. \
+--soak starts its own MariaDB (--db-port) and two --server-bin processes (--server-ports) and needs no --url; \
+its defaults differ: --users 40, --rate 150, --grace 30."
 )]
 pub struct Args {
     /// Base URL(s) of the server, e.g. http://127.0.0.1:8000. Two: POST to the first, stream from the last.
-    #[arg(long = "url", required = true, num_args = 1..=2, env = "LOADTEST_URL", value_delimiter = ',')]
+    #[arg(long = "url", required_unless_present = "soak", num_args = 1..=2, env = "LOADTEST_URL", value_delimiter = ',')]
     url: Vec<String>,
 
     /// Users to create; user 2k and user 2k+1 are friends and message each other.
@@ -107,11 +113,63 @@ pub struct Args {
     /// Run id used in user names (default: random). Names are lt{run}u{i}.
     #[arg(long)]
     run_id: Option<String>,
+
+    /// Soak mode: two server processes on a MariaDB of the tool's own, sends for --minutes
+    /// while the database is stopped and restarted and a process is killed (kill -9) and
+    /// restarted every minute; reports lost, duplicated and misrouted messages by phase.
+    #[arg(long)]
+    soak: bool,
+
+    /// Soak: minutes of sending (one fault cycle a minute).
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+
+    /// Soak: the server binary to start twice.
+    #[arg(long, default_value = "target/release/messenger")]
+    server_bin: PathBuf,
+
+    /// Soak: the two server processes' ports (on 127.0.0.1).
+    #[arg(long, num_args = 2, value_delimiter = ',', default_values_t = [8101u16, 8102])]
+    server_ports: Vec<u16>,
+
+    /// Soak: the port of the tool's own MariaDB.
+    #[arg(long, default_value_t = 3310)]
+    db_port: u16,
+
+    /// Soak: where the MariaDB data and the server logs go (must not exist; default
+    /// $TMPDIR/loadtest-soak-{run}). Deleted after a passing run unless --keep-soak-dir.
+    #[arg(long)]
+    soak_dir: Option<PathBuf>,
+
+    /// Soak: keep the data directory and logs after a passing run too.
+    #[arg(long)]
+    keep_soak_dir: bool,
+}
+
+impl Args {
+    /// Parses the command line; `--soak` has defaults of its own for what the user left unset.
+    fn parse_with_mode_defaults() -> Self {
+        let matches = Self::command().get_matches();
+        let mut args = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let unset = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+        if args.soak {
+            if unset("users") {
+                args.users = 40;
+            }
+            if unset("rate") {
+                args.rate = 150.0;
+            }
+            if unset("grace") {
+                args.grace = 30.0;
+            }
+        }
+        args
+    }
 }
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let args = Args::parse_with_mode_defaults();
     match run(args).await {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
@@ -124,6 +182,10 @@ async fn main() {
 
 async fn run(args: Args) -> Result<bool> {
     let run = run_id(&args)?;
+    if args.soak {
+        eprintln!("run id {run}");
+        return scenarios::soak::run(&args, &run).await;
+    }
     let timeout = Duration::from_secs_f64(args.request_timeout);
     let post_client = http_client(args.concurrency.max(16) + 16, Some(timeout))?;
     // Streams: no overall timeout, but a read that sees nothing for three heartbeats fails.

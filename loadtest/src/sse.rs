@@ -80,7 +80,12 @@ impl StreamStats {
 pub struct StreamCtx {
     pub run: String,
     pub password: String,
-    pub stream_api: Api,
+    /// Where streams connect: user `u`'s to `stream_apis[u % len]` (one entry, except in
+    /// the soak, which spreads its users over two processes).
+    pub stream_apis: Vec<Api>,
+    /// Whether a user's copy of its own message is a delivery the tracker expects (the
+    /// soak's) or only counted as an echo.
+    pub own_copies_tracked: bool,
     /// Where to sign in again after a 401 (the first `--url`).
     pub auth_api: Api,
     pub users: Vec<Arc<User>>,
@@ -101,7 +106,8 @@ impl StreamCtx {
         Self {
             run: run.to_string(),
             password: password.to_string(),
-            stream_api: stream_api.clone(),
+            stream_apis: vec![stream_api.clone()],
+            own_copies_tracked: false,
             auth_api: auth_api.clone(),
             users,
             tracker: Tracker::default(),
@@ -138,6 +144,7 @@ async fn run_stream(
     ready: mpsc::UnboundedSender<Result<(), String>>,
 ) {
     let u = ctx.users[user].clone();
+    let api = &ctx.stream_apis[user % ctx.stream_apis.len()];
     let mut last_id: Option<String> = None;
     let mut ready = Some(ready);
     let mut failures = 0u32;
@@ -146,10 +153,9 @@ async fn run_stream(
             return;
         }
         let token = u.token();
-        let mut req = ctx
-            .stream_api
+        let mut req = api
             .client
-            .get(ctx.stream_api.url("/api/events"))
+            .get(api.url("/api/events"))
             .bearer_auth(&token)
             .header("accept", "text/event-stream");
         if let Some(id) = &last_id {
@@ -307,7 +313,9 @@ fn handle_event(
     };
     if msg.sender_username == ctx.users[user].username {
         ctx.stats.own_echoes.fetch_add(1, Ordering::Relaxed);
-        return;
+        if !ctx.own_copies_tracked {
+            return;
+        }
     }
     match token_of(&msg.content, &ctx.run) {
         Some(n) => ctx.tracker.delivered(n, user, slot, at),
@@ -335,10 +343,8 @@ pub async fn open_streams(
     let connect = Arc::new(Semaphore::new(connect_concurrency.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let started = Instant::now();
-    eprintln!(
-        "opening {total} event streams at {}...",
-        ctx.stream_api.base
-    );
+    let at: Vec<&str> = ctx.stream_apis.iter().map(|a| a.base.as_str()).collect();
+    eprintln!("opening {total} event streams at {}...", at.join(" and "));
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         let user = i % n_users;

@@ -37,12 +37,26 @@ enum PostState {
     Failed,
 }
 
+/// One stream that should get a message once, and the copies it got.
+struct Expected {
+    user: u32,
+    slot: u32,
+    copies: u16,
+}
+
 struct Pending {
     sent_at: Instant,
-    recipient: u32,
     state: PostState,
-    /// Copies received, one counter per stream of the recipient.
-    counts: Box<[u16]>,
+    /// Every stream the message is for (each stream of each of its users).
+    streams: Box<[Expected]>,
+    /// Copies that arrived on a stream of a user the message is not for.
+    misrouted: u32,
+}
+
+impl Pending {
+    fn missing(&self) -> usize {
+        self.streams.iter().filter(|e| e.copies == 0).count()
+    }
 }
 
 #[derive(Default)]
@@ -56,7 +70,8 @@ struct TrackInner {
 #[derive(Default)]
 pub struct Tracker {
     inner: Mutex<TrackInner>,
-    /// Deliveries still expected (recipient streams that have not seen a message yet).
+    /// Deliveries still expected (streams that have not seen a message yet, of messages
+    /// not known to have failed).
     outstanding: AtomicI64,
 }
 
@@ -77,32 +92,61 @@ pub struct Tally {
     pub delivery: Vec<Duration>,
 }
 
+/// What one message's streams saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deliveries {
+    /// Streams the message is for.
+    pub expected: u64,
+    /// Of those, streams that got it at least once.
+    pub received: u64,
+    /// Streams that got it more than once.
+    pub duplicated: u64,
+    /// Copies on streams of users it is not for.
+    pub misrouted: u64,
+}
+
 impl Tracker {
     /// Expects message `n` once on each of the recipient's `streams` streams.
     pub fn register(&self, n: u64, recipient: usize, streams: usize, sent_at: Instant) {
-        let mut inner = self.inner.lock().unwrap();
-        inner.pending.insert(
-            n,
-            Pending {
-                sent_at,
-                recipient: recipient as u32,
-                state: PostState::InFlight,
-                counts: vec![0u16; streams].into_boxed_slice(),
-            },
-        );
-        self.outstanding.fetch_add(streams as i64, Ordering::AcqRel);
+        self.register_for(n, &[(recipient, streams)], sent_at);
     }
 
+    /// Expects message `n` once on every stream of several users: `(user, streams)`.
+    pub fn register_for(&self, n: u64, users: &[(usize, usize)], sent_at: Instant) {
+        let streams: Box<[Expected]> = users
+            .iter()
+            .flat_map(|&(user, count)| {
+                (0..count).map(move |slot| Expected {
+                    user: user as u32,
+                    slot: slot as u32,
+                    copies: 0,
+                })
+            })
+            .collect();
+        self.outstanding
+            .fetch_add(streams.len() as i64, Ordering::AcqRel);
+        let pending = Pending {
+            sent_at,
+            state: PostState::InFlight,
+            streams,
+            misrouted: 0,
+        };
+        self.inner.lock().unwrap().pending.insert(n, pending);
+    }
+
+    /// The POST of message `n` succeeded (it is expected on its streams) or failed (it is
+    /// not, unless a later call says it succeeded after all: a retry).
     pub fn posted(&self, n: u64, ok: bool) {
         let mut inner = self.inner.lock().unwrap();
         if let Some(p) = inner.pending.get_mut(&n) {
-            if ok {
-                p.state = PostState::Ok;
-            } else {
-                p.state = PostState::Failed;
-                let missing = p.counts.iter().filter(|c| **c == 0).count();
-                self.outstanding.fetch_sub(missing as i64, Ordering::AcqRel);
-            }
+            let was_expected = p.state != PostState::Failed;
+            p.state = if ok { PostState::Ok } else { PostState::Failed };
+            let missing = p.missing() as i64;
+            match (was_expected, ok) {
+                (true, false) => self.outstanding.fetch_sub(missing, Ordering::AcqRel),
+                (false, true) => self.outstanding.fetch_add(missing, Ordering::AcqRel),
+                _ => 0,
+            };
         }
     }
 
@@ -114,13 +158,17 @@ impl Tracker {
             inner.unknown += 1;
             return;
         };
-        if p.recipient as usize != user || slot >= p.counts.len() {
+        let Some(e) = p
+            .streams
+            .iter_mut()
+            .find(|e| e.user as usize == user && e.slot as usize == slot)
+        else {
+            p.misrouted += 1;
             inner.misrouted += 1;
             return;
-        }
-        let c = &mut p.counts[slot];
-        *c = c.saturating_add(1);
-        if *c == 1 {
+        };
+        e.copies = e.copies.saturating_add(1);
+        if e.copies == 1 {
             inner.delivery.push(at.saturating_duration_since(p.sent_at));
             if p.state != PostState::Failed {
                 self.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -133,8 +181,25 @@ impl Tracker {
         self.inner.lock().unwrap().unknown += 1;
     }
 
+    /// Message events of this run for no registered message.
+    pub fn unknown_count(&self) -> u64 {
+        self.inner.lock().unwrap().unknown
+    }
+
     pub fn outstanding(&self) -> i64 {
         self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// What the streams saw of message `n` so far (`None`: never registered).
+    pub fn deliveries(&self, n: u64) -> Option<Deliveries> {
+        let inner = self.inner.lock().unwrap();
+        let p = inner.pending.get(&n)?;
+        Some(Deliveries {
+            expected: p.streams.len() as u64,
+            received: p.streams.iter().filter(|e| e.copies > 0).count() as u64,
+            duplicated: p.streams.iter().filter(|e| e.copies > 1).count() as u64,
+            misrouted: u64::from(p.misrouted),
+        })
     }
 
     /// Counts every registered message; takes the delivery latencies out.
@@ -154,22 +219,22 @@ impl Tracker {
             delivery: std::mem::take(&mut inner.delivery),
         };
         for p in inner.pending.values() {
-            let got = p.counts.iter().filter(|c| **c > 0).count() as u64;
+            let got = (p.streams.len() - p.missing()) as u64;
             match p.state {
                 PostState::Ok | PostState::InFlight => {
                     t.sent_ok += 1;
-                    t.expected += p.counts.len() as u64;
+                    t.expected += p.streams.len() as u64;
                     t.received += got;
-                    t.lost += p.counts.len() as u64 - got;
+                    t.lost += p.streams.len() as u64 - got;
                 }
                 PostState::Failed => {
                     t.failed += 1;
                     t.delivered_after_failure += got;
                 }
             }
-            for c in p.counts.iter().filter(|c| **c > 1) {
+            for e in p.streams.iter().filter(|e| e.copies > 1) {
                 t.duplicated += 1;
-                t.duplicate_copies += u64::from(*c - 1);
+                t.duplicate_copies += u64::from(e.copies - 1);
             }
         }
         t
@@ -224,5 +289,35 @@ mod tests {
         assert_eq!(tally.delivered_after_failure, 1);
         assert_eq!((tally.misrouted, tally.unknown), (1, 1));
         assert_eq!(tally.delivery.len(), 6);
+    }
+
+    #[test]
+    fn a_message_for_several_users_and_a_retry_that_succeeds() {
+        let t = Tracker::default();
+        let now = Instant::now();
+        // For user 0 (one stream) and user 2 (two streams); user 1 is not a member.
+        t.register_for(7, &[(0, 1), (2, 2)], now);
+        assert_eq!(t.outstanding(), 3);
+        t.posted(7, false);
+        assert_eq!(t.outstanding(), 0);
+        t.delivered(7, 2, 1, now);
+        t.delivered(7, 1, 0, now);
+        // A retry with the same key was acknowledged: the streams that still lack it count.
+        t.posted(7, true);
+        assert_eq!(t.outstanding(), 2);
+        t.delivered(7, 0, 0, now);
+        t.delivered(7, 0, 0, now);
+        assert_eq!(t.outstanding(), 1);
+        let d = t.deliveries(7).unwrap();
+        assert_eq!(
+            d,
+            Deliveries {
+                expected: 3,
+                received: 2,
+                duplicated: 1,
+                misrouted: 1
+            }
+        );
+        assert_eq!(t.deliveries(8), None);
     }
 }
