@@ -127,7 +127,10 @@ impl MariaDb {
     }
 
     pub fn url(&self) -> String {
-        format!("mysql://messenger:messenger@127.0.0.1:{}/messenger", self.port)
+        format!(
+            "mysql://messenger:messenger@127.0.0.1:{}/messenger",
+            self.port
+        )
     }
 
     pub fn dir(&self) -> &Path {
@@ -176,7 +179,10 @@ impl MariaDb {
             if ping.is_ok_and(|s| s.success()) {
                 return Ok(());
             }
-            if let Some(status) = self.server.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            if let Some(status) = self
+                .server
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
             {
                 self.server = None;
                 bail!(
@@ -308,7 +314,11 @@ impl Server {
                     return Ok(());
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 bail!(
                     "server {} exited ({status}); see {}/server-{}.log",

@@ -241,6 +241,8 @@ impl Plan {
 struct Sent {
     phase: Phase,
     outcomes: Vec<Outcome>,
+    /// Each attempt's process and phase, and the error if it failed.
+    notes: Vec<String>,
 }
 
 /// What the whole run shares.
@@ -314,17 +316,28 @@ impl Soak {
             Err(e) => (Outcome::NoAnswer, Some(format!("no answer: {e}"))),
         };
         self.posts[index(phase)].add(outcome);
-        if let Some(problem) = problem {
-            let process = if api.base == self.apis[0].base {
-                "a"
-            } else {
-                "b"
-            };
+        let process = if api.base == self.apis[0].base {
+            "a"
+        } else {
+            "b"
+        };
+        if let Some(problem) = &problem {
             self.errors
                 .add(format!("{} (process {process}): {problem}", phase.name()));
         }
         if let Some(sent) = self.sent.lock().unwrap().get_mut(&n) {
             sent.outcomes.push(outcome);
+            sent.notes.push(format!(
+                "{} on {process}: {}",
+                phase.name(),
+                problem
+                    .as_deref()
+                    .unwrap_or(if outcome == Outcome::Created {
+                        "201"
+                    } else {
+                        "200"
+                    })
+            ));
         }
         outcome
     }
@@ -366,9 +379,10 @@ pub async fn run(args: &Args, run: &str) -> Result<bool> {
         );
     }
     check_fd_limit(total_streams + args.concurrency + 256);
-    let dir = args.soak_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("loadtest-soak-{run}"))
-    });
+    let dir = args
+        .soak_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("loadtest-soak-{run}")));
     let dir = std::path::absolute(&dir).unwrap_or(dir);
 
     eprintln!(
@@ -459,7 +473,8 @@ async fn soak(
     )
     .await?;
     let groups = args.users / 4;
-    let mut friendships: Vec<(usize, usize)> = (0..args.users / 2).map(|k| (2 * k, 2 * k + 1)).collect();
+    let mut friendships: Vec<(usize, usize)> =
+        (0..args.users / 2).map(|k| (2 * k, 2 * k + 1)).collect();
     for g in 0..groups {
         friendships.extend([(4 * g, 4 * g + 2), (4 * g, 4 * g + 3)]);
     }
@@ -505,7 +520,8 @@ async fn soak(
         &apis[0],
         users,
     );
-    ctx.stream_apis.push(Api::new(stream_client, &servers[1].base()));
+    ctx.stream_apis
+        .push(Api::new(stream_client, &servers[1].base()));
     ctx.own_copies_tracked = true;
     let ctx = Arc::new(ctx);
     let streams = open_streams(&ctx, total_streams(args), args.connect_concurrency).await?;
@@ -613,12 +629,13 @@ async fn soak(
     let stream_stats = (ctx.stats.json(), ctx.stats.text(), ctx.first_error());
     close_streams(&ctx, streams).await;
 
-    let verdicts = soak.judge(&stored);
+    let (verdicts, examples) = soak.judge(&stored);
     let report = Report {
         args,
         run,
         soak: &soak,
         verdicts,
+        examples,
         stored_rows: stored.values().map(|&c| u64::from(c)).sum(),
         stored_wrong,
         stored_unknown,
@@ -650,14 +667,13 @@ async fn send(soak: &Arc<Soak>, n: u64) {
         .into_iter()
         .map(|u| (u, soak.per_user[u]))
         .collect();
-    soak.streams
-        .tracker
-        .register_for(n, &users, Instant::now());
+    soak.streams.tracker.register_for(n, &users, Instant::now());
     soak.sent.lock().unwrap().insert(
         n,
         Sent {
             phase: soak.clock.now(),
             outcomes: Vec::new(),
+            notes: Vec::new(),
         },
     );
     let outcome = soak.attempt(n, 0).await;
@@ -694,9 +710,8 @@ async fn faults(
     end: Instant,
 ) -> Result<Faults> {
     let mut done = Faults::default();
-    let at = |cycle: u32, secs: f64| {
-        start + Duration::from_secs_f64(f64::from(cycle) * CYCLE + secs)
-    };
+    let at =
+        |cycle: u32, secs: f64| start + Duration::from_secs_f64(f64::from(cycle) * CYCLE + secs);
     let result: Result<()> = async {
         for cycle in 0u32.. {
             let victim = ((cycle + 1) % 2) as usize;
@@ -806,11 +821,18 @@ impl Soak {
             && cols[4] == client_key(&self.run, n)
     }
 
-    /// Judges every scheduled message, summed by the phase of its first send.
-    fn judge(&self, stored: &HashMap<u64, u32>) -> [Verdict; PHASES.len()] {
+    /// Judges every scheduled message, summed by the phase of its first send; with a few
+    /// examples of each kind of message worth a look.
+    fn judge(&self, stored: &HashMap<u64, u32>) -> ([Verdict; PHASES.len()], Vec<String>) {
         let mut by_phase = [Verdict::default(); PHASES.len()];
+        let mut examples: Vec<String> = Vec::new();
+        let mut shown: HashMap<&'static str, usize> = HashMap::new();
         let sent = self.sent.lock().unwrap();
-        for (&n, s) in sent.iter() {
+        let mut numbers: Vec<u64> = sent.keys().copied().collect();
+        numbers.sort_unstable();
+        for n in numbers {
+            let s = &sent[&n];
+            let before = by_phase[index(s.phase)];
             let v = &mut by_phase[index(s.phase)];
             v.scheduled += 1;
             let copies = u64::from(stored.get(&n).copied().unwrap_or(0));
@@ -856,8 +878,36 @@ impl Soak {
                 v.lost_undelivered += u64::from(undelivered);
                 v.lost += u64::from(unstored || undelivered);
             }
+            let kinds = [
+                ("lost", v.lost > before.lost),
+                ("duplicated", v.duplicated > before.duplicated),
+                ("misrouted", v.misrouted > before.misrouted),
+                (
+                    "written after an error",
+                    v.written_after_error > before.written_after_error,
+                ),
+                ("delivered but not stored", v.phantom > before.phantom),
+                ("never acknowledged", v.gave_up > before.gave_up),
+                (
+                    "stored without an acknowledgement",
+                    v.stored_unacked > before.stored_unacked,
+                ),
+            ];
+            for (kind, _) in kinds.iter().filter(|k| k.1) {
+                let count = shown.entry(kind).or_default();
+                *count += 1;
+                if *count <= 5 {
+                    examples.push(format!(
+                        "{kind}: message {n} (stored {copies}x, streams {}/{} got it, {} twice): {}",
+                        d.received,
+                        d.expected,
+                        d.duplicated,
+                        s.notes.join("; ")
+                    ));
+                }
+            }
         }
-        by_phase
+        (by_phase, examples)
     }
 }
 
@@ -866,6 +916,8 @@ struct Report<'a> {
     run: &'a str,
     soak: &'a Soak,
     verdicts: [Verdict; PHASES.len()],
+    /// A few messages of each kind worth a look, with what each POST of them got.
+    examples: Vec<String>,
     stored_rows: u64,
     stored_wrong: u64,
     stored_unknown: u64,
@@ -949,6 +1001,7 @@ impl Report<'_> {
             "unknown_message_events": self.soak.streams.tracker.unknown_count(),
             "drain_seconds": self.drained,
             "errors": self.soak.errors.json(),
+            "examples": self.examples,
             "stream_stats": self.stream_stats.0,
             "first_stream_problem": self.stream_stats.2,
         })
@@ -1071,6 +1124,9 @@ impl Report<'_> {
         }
         if self.soak.errors.total() > 0 {
             let _ = writeln!(out, "POST errors      {}", self.soak.errors.text());
+        }
+        for e in &self.examples {
+            let _ = writeln!(out, "example          {e}");
         }
         let _ = writeln!(
             out,
