@@ -51,6 +51,17 @@ pub fn http_client(pool: usize, timeout: Option<Duration>) -> Result<reqwest::Cl
     Ok(b.build()?)
 }
 
+/// The client for event streams: no overall timeout, but a read that sees nothing for
+/// three heartbeats fails; one connection per stream.
+pub fn stream_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(45))
+        .tcp_nodelay(true)
+        .build()?)
+}
+
 #[derive(Deserialize)]
 struct TokenBody {
     access_token: String,

@@ -25,7 +25,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{anyhow, bail, Result};
 use clap::{parser::ValueSource, CommandFactory as _, FromArgMatches as _, Parser};
 
-use crate::client::{check_health, http_client, Api};
+use crate::client::{check_health, http_client, stream_client, Api};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -188,13 +188,7 @@ async fn run(args: Args) -> Result<bool> {
     }
     let timeout = Duration::from_secs_f64(args.request_timeout);
     let post_client = http_client(args.concurrency.max(16) + 16, Some(timeout))?;
-    // Streams: no overall timeout, but a read that sees nothing for three heartbeats fails.
-    let stream_client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(45))
-        .tcp_nodelay(true)
-        .build()?;
+    let stream_client = stream_client()?;
     if args.url.len() > 2 {
         bail!("at most two --url values: the first for POSTs, the last for streams");
     }

@@ -362,7 +362,7 @@ impl Soak {
 
 pub async fn run(args: &Args, run: &str) -> Result<bool> {
     let users = args.users;
-    if users < 4 || users % 4 != 0 {
+    if users < 4 || !users.is_multiple_of(4) {
         bail!("--soak needs --users to be a multiple of 4 (pairs and groups of four)");
     }
     let total_streams = args.streams.unwrap_or(users);
@@ -452,12 +452,7 @@ async fn soak(
 ) -> Result<bool> {
     let timeout = Duration::from_secs_f64(args.request_timeout);
     let post_client = crate::client::http_client(args.concurrency.max(16) + 64, Some(timeout))?;
-    let stream_client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(45))
-        .tcp_nodelay(true)
-        .build()?;
+    let stream_client = crate::client::stream_client()?;
     let apis = [
         Api::new(post_client.clone(), &servers[0].base()),
         Api::new(post_client, &servers[1].base()),
