@@ -14,6 +14,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod rich;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -22,6 +22,7 @@ use crate::{
         messages::{
             self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId,
         },
+        rich::{self, RichSend},
         sending::Outgoing,
         users::{User, UserSummary},
     },
@@ -58,6 +59,7 @@ async fn direct_history(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
 ) -> AppResult<Json<Page<Message>>> {
     let other = state.directory.named(&state.db, &q.friend_username).await?;
     let (limit, cursor) = PageQuery {
@@ -65,16 +67,16 @@ async fn direct_history(
         cursor: q.cursor,
     }
     .parse()?;
-    Ok(Json(
-        messages::history(
-            &state.db,
-            me.user_id,
-            Conversation::Direct(other.user_id),
-            cursor.as_ref(),
-            limit,
-        )
-        .await?,
-    ))
+    let mut page = messages::history(
+        &state.db,
+        me.user_id,
+        Conversation::Direct(other.user_id),
+        cursor.as_ref(),
+        limit,
+    )
+    .await?;
+    rich::for_viewer(&mut page.results, me.user_id, render.html()?);
+    Ok(Json(page))
 }
 
 async fn group_history(
@@ -82,19 +84,39 @@ async fn group_history(
     ApiCaller(me): ApiCaller,
     Path(id): Path<GroupId>,
     ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
 ) -> AppResult<Json<Page<Message>>> {
     messages::require_member(&state.db, me.user_id, id).await?;
     let (limit, cursor) = q.parse()?;
-    Ok(Json(
-        messages::history(
-            &state.db,
-            me.user_id,
-            Conversation::Group(id),
-            cursor.as_ref(),
-            limit,
-        )
-        .await?,
-    ))
+    let mut page = messages::history(
+        &state.db,
+        me.user_id,
+        Conversation::Group(id),
+        cursor.as_ref(),
+        limit,
+    )
+    .await?;
+    rich::for_viewer(&mut page.results, me.user_id, render.html()?);
+    Ok(Json(page))
+}
+
+/// `?render=html`: message objects also carry their text as safe HTML (`html`).
+#[derive(Deserialize)]
+pub struct RenderQuery {
+    render: Option<String>,
+}
+
+impl RenderQuery {
+    pub fn html(&self) -> AppResult<bool> {
+        match self.render.as_deref() {
+            None | Some("") | Some("text") => Ok(false),
+            Some("html") => Ok(true),
+            Some(_) => Err(AppError::unprocessable(
+                &["query", "render"],
+                "render must be html or text",
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,6 +130,8 @@ struct SendBody {
     group_chat_id: Option<GroupId>,
     /// Optional idempotency key: the same key from the same sender posts once.
     client_key: Option<String>,
+    /// Additive: the message this one answers (same conversation).
+    reply_to_message_id: Option<MessageId>,
 }
 
 pub fn parse_content(raw: &str) -> AppResult<MessageContent> {
@@ -118,8 +142,11 @@ async fn send(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<SendQuery>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
     ApiJson(body): ApiJson<SendBody>,
 ) -> AppResult<(StatusCode, Json<Message>)> {
+    let with_html = render.html()?;
+    let my_id = me.user_id;
     let to = conversations::resolve(&state, q.addressee_username.as_deref(), body.group_chat_id)
         .await?
         .conversation();
@@ -129,8 +156,10 @@ async fn send(
         to,
         content,
         client_key: body.client_key,
+        rich: RichSend::replying_to(body.reply_to_message_id),
     };
-    let (message, created) = state.sends.send(&state.db, outgoing).await?;
+    let (mut message, created) = state.sends.send(&state.db, outgoing).await?;
+    rich::for_viewer(std::slice::from_mut(&mut message), my_id, with_html);
     if created {
         state.events.wake();
     }
@@ -153,10 +182,13 @@ async fn edit(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
     Path(id): Path<MessageId>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
     ApiJson(body): ApiJson<EditBody>,
 ) -> AppResult<Json<Message>> {
+    let with_html = render.html()?;
     let content = parse_content(&body.content)?;
-    let message = messages::edit(&state.db, &me, id, &content).await?;
+    let mut message = messages::edit(&state.db, &me, id, &content).await?;
+    rich::for_viewer(std::slice::from_mut(&mut message), me.user_id, with_html);
     state.events.wake();
     Ok(Json(message))
 }

@@ -9,6 +9,7 @@ use time::PrimitiveDateTime;
 
 use super::{
     events::{NewEvent, Outbox},
+    rich::RichIndex,
     users::{User, UserId, UserSummary},
 };
 use crate::{
@@ -38,11 +39,15 @@ pub struct Message {
     #[serde(with = "db::serde_time::option")]
     pub last_edited_date_time: Option<PrimitiveDateTime>,
     pub seen: Option<bool>,
+    /// Additive: replies, mentions, reactions (`store::rich`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub rich: super::rich::RichFields,
 }
 
-const MESSAGE_COLUMNS: &str =
+pub(crate) const MESSAGE_COLUMNS: &str =
     "m.message_id, m.sender_id, su.username AS sender_username, m.reciever_id, m.content, \
-     m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen";
+     m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen, m.reply_to_message_id";
 
 /// Which conversation: a direct one with a user, or a group chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +181,7 @@ pub async fn history(
     if order == "ASC" {
         rows.reverse();
     }
+    super::rich::fill(db, me, &mut rows).await?;
     Ok(Page::from_rows(rows, limit, cursor, |m| {
         m.message_id.to_string()
     }))
@@ -198,7 +204,7 @@ pub async fn require_member(db: &Db, me: UserId, group: GroupId) -> AppResult<Gr
 }
 
 /// A message `me` may see (theirs, to them, or in their group), or 404.
-async fn visible_message(
+pub(crate) async fn visible_message(
     db: &Db,
     me: UserId,
     message_id: MessageId,
@@ -240,6 +246,9 @@ pub async fn edit(
     let now = db::now();
     message.content = content.as_str().to_string();
     message.last_edited_date_time = Some(now);
+    // Mentions checked again and the search postings replaced, in the edit's transaction.
+    super::rich::fill(db, me.user_id, std::slice::from_mut(&mut message)).await?;
+    message.rich.mentions = super::rich::prepare_edit(db, me.user_id, &message).await?;
     db_tx!(db, |tx| {
         sqlx::query("UPDATE message SET content = ?, last_edited_date_time = ? WHERE message_id = ? AND sender_id = ?")
             .bind(content.as_str())
@@ -248,7 +257,9 @@ pub async fn edit(
             .bind(me.user_id)
             .execute(&mut *tx)
             .await?;
-        tx.write_events(&NewEvent::to_each(
+        tx.unindex_message(message_id).await?;
+        tx.index_messages(&[&message]).await?;
+        tx.write_events(&super::rich::message_events(
             "message_edited",
             &participants,
             &message,

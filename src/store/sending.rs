@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use super::{
     events::{NewEvent, Outbox},
     messages::{self, Conversation, Message, MessageId},
+    rich::{RichIndex, RichSend},
     users::{UserId, UserSummary},
 };
 use crate::{
@@ -42,6 +43,8 @@ pub struct Outgoing {
     pub content: MessageContent,
     /// The idempotency key: the same key from the same sender posts once.
     pub client_key: Option<String>,
+    /// The message answered, and (once checked) whom it mentions: `store::rich`.
+    pub rich: RichSend,
 }
 
 type Reply = oneshot::Sender<AppResult<Message>>;
@@ -79,6 +82,9 @@ impl SendQueue {
                 return Ok((existing, false));
             }
         }
+        // Replies and mentions are checked here, before the batch: a refused one is the
+        // caller's own error and holds up nobody.
+        outgoing.rich = super::rich::prepare_send(db, &outgoing).await?;
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send((outgoing, reply))
@@ -253,7 +259,7 @@ async fn write(
             .collect();
         if consecutive_ids && together.len() > 1 {
             let mut insert = QueryBuilder::new(
-                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) ",
+                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key, reply_to_message_id) ",
             );
             insert.push_values(&together, |mut row, &i| {
                 let (reciever_id, group_chat_id) = columns(sends[i].to);
@@ -263,7 +269,8 @@ async fn write(
                     .push_bind(now)
                     .push_bind(group_chat_id)
                     .push_bind(0)
-                    .push_bind(None::<&str>);
+                    .push_bind(None::<&str>)
+                    .push_bind(sends[i].rich.reply_to);
             });
             let done = insert.build().execute(&mut *tx).await?;
             if done.rows_affected() != together.len() as u64 {
@@ -285,8 +292,8 @@ async fn write(
             }
             let (reciever_id, group_chat_id) = columns(send.to);
             let inserted = sqlx::query(
-                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) \
-                 VALUES (?, ?, ?, ?, ?, 0, ?)",
+                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key, reply_to_message_id) \
+                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
             )
             .bind(send.sender.user_id)
             .bind(reciever_id)
@@ -294,6 +301,7 @@ async fn write(
             .bind(now)
             .bind(group_chat_id)
             .bind(send.client_key.as_deref())
+            .bind(send.rich.reply_to)
             .execute(&mut *tx)
             .await;
             ids[i] = Some(match inserted {
@@ -323,6 +331,7 @@ async fn write(
                         created_date_time: now,
                         last_edited_date_time: None,
                         seen: Some(false),
+                        rich: send.rich.fields(),
                     };
                     sent.push((message.clone(), recipients));
                     results.push(Ok(message));
@@ -331,11 +340,14 @@ async fn write(
                 (Ok(_), None) => unreachable!("every permitted send was inserted"),
             }
         }
+        // Mentions and search postings, with the messages (`store::rich`).
+        tx.index_messages(&sent.iter().map(|(m, _)| m).collect::<Vec<_>>())
+            .await?;
         // Events in message order, so that every stream sees a conversation in id order.
         sent.sort_by_key(|(m, _)| m.message_id);
         let events: Vec<NewEvent> = sent
             .iter()
-            .flat_map(|(m, recipients)| NewEvent::to_each("message", recipients, m))
+            .flat_map(|(m, recipients)| super::rich::message_events("message", recipients, m))
             .collect();
         tx.write_events(&events).await?;
         Ok::<_, AppError>(results)

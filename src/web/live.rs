@@ -166,6 +166,7 @@ pub fn encode(event: &StoredEvent, viewer: i32) -> Vec<Event> {
             );
             vec![oob(id, html)]
         }
+        "reaction" => super::rich::encode_reaction(id, &data, viewer),
         "friend_request" | "friendship" => vec![trigger(id, "friends")],
         "group_chat" => {
             let mut events = vec![trigger(id, "conversations")];

@@ -6,6 +6,7 @@ mod chats;
 mod friends;
 pub mod live;
 mod render;
+pub mod rich;
 
 use axum::{
     extract::{FromRequestParts, Request},
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(account::router())
         .merge(chats::router())
         .merge(friends::router())
+        .merge(rich::router())
         .route("/events", get(live::page_events))
         .route("/nav/badge", get(badge))
         .fallback(|| async { AppError::not_found("This page does not exist.") })

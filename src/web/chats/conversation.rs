@@ -21,7 +21,7 @@ use crate::{
         sending::Outgoing,
         users::UserSummary,
     },
-    web::{redirect, render, render::message_html, Ctx, Layout},
+    web::{redirect, render, Ctx, Layout},
 };
 
 const PAGE_SIZE: u32 = 50;
@@ -37,6 +37,8 @@ pub struct MessageView {
     pub time_iso: String,
     pub time_label: String,
     pub edited: bool,
+    /// Reply quote, reactions, mention: `web::rich`.
+    pub rich: crate::web::rich::RichView,
 }
 
 impl MessageView {
@@ -50,11 +52,12 @@ impl MessageView {
                 .clone()
                 .unwrap_or_else(|| "deleted account".into()),
             sender_id: m.sender_id.unwrap_or(0),
-            html: message_html(&m.content),
+            html: crate::store::rich::html_for(m, viewer),
             raw: m.content.clone(),
             time_iso: format!("{}Z", crate::db::format_time(t)),
             time_label: format!("{:02}:{:02}", t.hour(), t.minute()),
             edited: m.last_edited_date_time.is_some(),
+            rich: crate::web::rich::RichView::new(m, viewer),
         }
     }
 }
@@ -192,6 +195,8 @@ pub(super) struct SendInput {
     #[serde(default)]
     content: String,
     client_key: Option<String>,
+    /// The message answered (set by `static/rich.js`).
+    reply_to_message_id: Option<String>,
 }
 
 /// Sends from the composer. htmx gets the new message's fragment to append (the live
@@ -210,6 +215,7 @@ pub(super) async fn send(
         to: opened.conv,
         content,
         client_key: input.client_key,
+        rich: crate::web::rich::reply_to(input.reply_to_message_id.as_deref())?,
     };
     let (message, created) = state.sends.send(&state.db, outgoing).await?;
     if created {
