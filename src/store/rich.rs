@@ -139,11 +139,13 @@ pub fn owners(m: &Message) -> Vec<i64> {
 }
 
 /// A row of [`fill`]'s query: `r` a reaction, `m` a mention, `q` a quoted original.
+/// `text` is read as bytes: sqlx will not read MySQL's binary-collated emoji column
+/// (and the union's column with it) as a string.
 #[derive(FromRow)]
 struct RichRow {
     kind: String,
     message_id: MessageId,
-    text: Option<String>,
+    text: Option<Vec<u8>>,
     user_id: Option<UserId>,
     name: Option<String>,
 }
@@ -197,7 +199,7 @@ pub async fn fill(db: &Db, viewer: UserId, messages: &mut [Message]) -> AppResul
                     user_id: row.user_id.unwrap_or(0),
                     username: row.name.unwrap_or_default(),
                 };
-                add_reaction(list, row.text.unwrap_or_default(), user);
+                add_reaction(list, utf8(row.text), user);
             }
             "m" => mentions.entry(row.message_id).or_default().push(Mention {
                 user_id: row.user_id.unwrap_or(0),
@@ -211,10 +213,7 @@ pub async fn fill(db: &Db, viewer: UserId, messages: &mut [Message]) -> AppResul
                         deleted: false,
                         sender_id: row.user_id,
                         sender_username: row.name,
-                        excerpt: format::first_line(
-                            row.text.as_deref().unwrap_or_default(),
-                            EXCERPT_CHARS,
-                        ),
+                        excerpt: format::first_line(&utf8(row.text), EXCERPT_CHARS),
                     },
                 );
             }
@@ -233,6 +232,11 @@ pub async fn fill(db: &Db, viewer: UserId, messages: &mut [Message]) -> AppResul
         });
     }
     Ok(())
+}
+
+fn utf8(bytes: Option<Vec<u8>>) -> String {
+    String::from_utf8(bytes.unwrap_or_default())
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `IN (…)` of ids; an empty list is `IN (NULL)`, which matches nothing, so the query
@@ -496,7 +500,7 @@ pub enum ReactOp {
 
 macro_rules! reaction_summary {
     ($exec:expr, $id:expr) => {{
-        let rows: Vec<(String, UserId, String)> = sqlx::query_as(
+        let rows: Vec<(Vec<u8>, UserId, String)> = sqlx::query_as(
             "SELECT r.emoji, r.user_id, u.username FROM message_reaction r \
              JOIN user u ON u.user_id = r.user_id WHERE r.message_id = ? \
              ORDER BY r.created_date_time, r.user_id",
@@ -506,7 +510,7 @@ macro_rules! reaction_summary {
         .await?;
         let mut list: Vec<ReactionSummary> = Vec::new();
         for (emoji, user_id, username) in rows {
-            add_reaction(&mut list, emoji, Mention { user_id, username });
+            add_reaction(&mut list, utf8(Some(emoji)), Mention { user_id, username });
         }
         list
     }};

@@ -13,6 +13,8 @@ mod friends;
 mod limits;
 mod live;
 mod messages;
+mod rich;
+mod search;
 
 fn main() {
     harness::run().exit();
