@@ -179,7 +179,11 @@ async fn search_messages(
     };
     let mut page = search::search(&state.db, me.user_id, &query, cursor.as_ref(), limit).await?;
     for hit in &mut page.results {
-        rich::for_viewer(std::slice::from_mut(&mut hit.message), me.user_id, with_html);
+        rich::for_viewer(
+            std::slice::from_mut(&mut hit.message),
+            me.user_id,
+            with_html,
+        );
     }
     Ok(Json(page))
 }

@@ -23,9 +23,7 @@ impl ReactionEmoji {
         if s.is_empty() || s.len() > 32 || s.graphemes(true).count() != 1 {
             return Err(INVALID);
         }
-        emojis::get(s)
-            .map(|e| Self(canonical(e)))
-            .ok_or(INVALID)
+        emojis::get(s).map(|e| Self(canonical(e))).ok_or(INVALID)
     }
 
     pub fn as_str(&self) -> &'static str {

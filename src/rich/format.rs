@@ -420,19 +420,25 @@ mod tests {
         assert_eq!(html("# Title"), "# Title");
         assert_eq!(html("- one\n- two"), "- one\n- two");
         let image = html("![x](https://e.com/i.png)");
-        assert!(image.starts_with("![x](<a href=") && !image.contains("<img"), "{image}");
-        assert_eq!(
-            html("[x](javascript:alert(1))"),
-            "[x](javascript:alert(1))"
+        assert!(
+            image.starts_with("![x](<a href=") && !image.contains("<img"),
+            "{image}"
         );
+        assert_eq!(html("[x](javascript:alert(1))"), "[x](javascript:alert(1))");
         assert_eq!(
             html("<b onclick=x>hi</b>"),
             "&lt;b onclick=x&gt;hi&lt;/b&gt;"
         );
-        assert_eq!(html("<img src=x onerror=alert(1)>"), "&lt;img src=x onerror=alert(1)&gt;");
+        assert_eq!(
+            html("<img src=x onerror=alert(1)>"),
+            "&lt;img src=x onerror=alert(1)&gt;"
+        );
         assert_eq!(html("a\n\n---\n\nb"), "a\n\n---\n\nb");
         // Code is never linked or formatted inside.
-        assert_eq!(html("`**x** https://e.com`"), "<code>**x** https://e.com</code>");
+        assert_eq!(
+            html("`**x** https://e.com`"),
+            "<code>**x** https://e.com</code>"
+        );
     }
 
     #[test]

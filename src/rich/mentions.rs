@@ -65,10 +65,11 @@ mod tests {
 
     #[test]
     fn finds_mentions_not_addresses() {
-        let found: Vec<&str> = find("@alice hi @bob.smith, mail me@example.com (@carol_) @x @@dave")
-            .into_iter()
-            .map(|f| f.username)
-            .collect();
+        let found: Vec<&str> =
+            find("@alice hi @bob.smith, mail me@example.com (@carol_) @x @@dave")
+                .into_iter()
+                .map(|f| f.username)
+                .collect();
         assert_eq!(found, ["alice", "bob.smith", "carol"]);
         assert_eq!(names("@Bob and @bob"), ["bob"]);
         let f = &find("hey @Bob!")[0];

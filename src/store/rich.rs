@@ -523,9 +523,9 @@ pub async fn reactions(
     message_id: MessageId,
 ) -> AppResult<Vec<ReactionSummary>> {
     messages::visible_message(db, me, message_id).await?;
-    Ok(db_run!(db, |pool| Ok::<_, sqlx::Error>(reaction_summary!(
-        pool, message_id
-    )))?)
+    Ok(db_run!(db, |pool| Ok::<_, sqlx::Error>(
+        reaction_summary!(pool, message_id)
+    ))?)
 }
 
 /// Adds, removes or toggles `me`'s reaction on a message `me` can see (404 otherwise);

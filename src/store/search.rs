@@ -32,7 +32,7 @@ use sqlx::{FromRow, QueryBuilder};
 use time::PrimitiveDateTime;
 
 use super::{
-    messages::{self, Conversation, Message, GroupId, MESSAGE_COLUMNS},
+    messages::{self, Conversation, GroupId, Message, MESSAGE_COLUMNS},
     rich,
     users::UserId,
 };
@@ -195,7 +195,8 @@ pub async fn search(
         .push_bind(keys[0])
         .push(" AND s0.owner_id IN (");
         for (i, owner) in owners.iter().enumerate() {
-            q.push(if i == 0 { "" } else { ", " }).push(owner.to_string());
+            q.push(if i == 0 { "" } else { ", " })
+                .push(owner.to_string());
         }
         q.push(")");
         if let Some(id) = before_id {
@@ -221,7 +222,8 @@ pub async fn search(
         if let Some(before) = query.before {
             q.push(" AND m.created_date_time < ").push_bind(before);
         }
-        q.push(" ORDER BY s0.message_id DESC LIMIT ").push_bind(fetch);
+        q.push(" ORDER BY s0.message_id DESC LIMIT ")
+            .push_bind(fetch);
         q.build_query_as::<HitRow>().fetch_all(pool).await
     })?;
     let mut found: Vec<Message> = Vec::with_capacity(rows.len());

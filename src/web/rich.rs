@@ -89,7 +89,11 @@ impl ReactionView {
                     "{} {} {}: {}.{}",
                     r.emoji,
                     r.count,
-                    if r.count == 1 { "reaction" } else { "reactions" },
+                    if r.count == 1 {
+                        "reaction"
+                    } else {
+                        "reactions"
+                    },
                     names,
                     if mine {
                         " You reacted; press to take yours back."
@@ -157,7 +161,11 @@ struct ReactionListRich {
     reactions: Vec<ReactionView>,
 }
 
-fn reaction_list_html(id: MessageId, summary: &[ReactionSummary], viewer: i32) -> AppResult<String> {
+fn reaction_list_html(
+    id: MessageId,
+    summary: &[ReactionSummary],
+    viewer: i32,
+) -> AppResult<String> {
     Ok(render(&ReactionList {
         m: ReactionListMessage {
             id,
@@ -186,8 +194,7 @@ async fn react(
     let emoji = ReactionEmoji::parse(&input.emoji)
         .map_err(|m| AppError::unprocessable(&["body", "emoji"], m))?;
     let me = UserSummary::from(&ctx.user);
-    let (summary, changed) =
-        rich_store::react(&state.db, &me, id, &emoji, ReactOp::Toggle).await?;
+    let (summary, changed) = rich_store::react(&state.db, &me, id, &emoji, ReactOp::Toggle).await?;
     if changed {
         state.events.wake();
     }
@@ -376,10 +383,12 @@ async fn run_search(
     let conversation = match input.chat.split_once('-') {
         _ if input.chat.is_empty() => None,
         Some(("g", id)) => Some(Conversation::Group(
-            id.parse().map_err(|_| AppError::bad_request("unknown chat"))?,
+            id.parse()
+                .map_err(|_| AppError::bad_request("unknown chat"))?,
         )),
         Some(("d", id)) => Some(Conversation::Direct(
-            id.parse().map_err(|_| AppError::bad_request("unknown chat"))?,
+            id.parse()
+                .map_err(|_| AppError::bad_request("unknown chat"))?,
         )),
         _ => return Err(AppError::bad_request("unknown chat")),
     };
@@ -389,7 +398,9 @@ async fn run_search(
     };
     let date = |raw: &str| match raw.trim() {
         "" => Ok(None),
-        raw => search::parse_time(raw).map(Some).map_err(AppError::BadRequest),
+        raw => search::parse_time(raw)
+            .map(Some)
+            .map_err(AppError::BadRequest),
     };
     let query = SearchQuery {
         text,

@@ -20,7 +20,9 @@ async fn body(r: reqwest::Response) -> (StatusCode, Value) {
 /// Makes them friends unless they are already.
 async fn befriend_once(app: &TestApp, a: &ApiUser, b: &ApiUser) {
     let (_, friends) = body(app.get(&a.token, "/api/friends/?limit=100").await).await;
-    let already = friends["results"].as_array().is_some_and(|l| l.iter().any(|f| f["username"] == b.username.as_str()));
+    let already = friends["results"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|f| f["username"] == b.username.as_str()));
     if !already {
         app.befriend(a, b).await;
     }
@@ -65,7 +67,10 @@ async fn reply(
     content: &str,
 ) -> (StatusCode, Value) {
     let (path, group) = match to {
-        Ok(user) => (format!("/api/messages/?addressee_username={}", user.username), Value::Null),
+        Ok(user) => (
+            format!("/api/messages/?addressee_username={}", user.username),
+            Value::Null,
+        ),
         Err(g) => ("/api/messages/".to_string(), json!(g)),
     };
     body(
@@ -82,15 +87,29 @@ async fn reply(
 async fn signed_in(app: &TestApp, user: &ApiUser) -> PageClient {
     let page = app.browser();
     let r = page.sign_in(&user.email, PASSWORD).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "sign-in of {}", user.username);
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "sign-in of {}",
+        user.username
+    );
     page
 }
 
 /// An htmx form post from a page (the CSRF token from `token_page`).
-async fn htmx_post(page: &PageClient, token_page: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+async fn htmx_post(
+    page: &PageClient,
+    token_page: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
     let token = csrf_token(&page.get_html(token_page).await);
-    page.post_raw(path, fields, &[("hx-request", "true"), ("x-csrf-token", &token)])
-        .await
+    page.post_raw(
+        path,
+        fields,
+        &[("hx-request", "true"), ("x-csrf-token", &token)],
+    )
+    .await
 }
 
 both_backends! {
@@ -377,10 +396,18 @@ mod query_count {
             if event.metadata().target() != "sqlx::query" {
                 return;
             }
-            let Some(scope) = ctx.event_scope(event) else { return };
+            let Some(scope) = ctx.event_scope(event) else {
+                return;
+            };
             for span in scope.from_root() {
                 if let Some(RequestId(id)) = span.extensions().get::<RequestId>() {
-                    *COUNTS.get().unwrap().lock().unwrap().entry(id.clone()).or_default() += 1;
+                    *COUNTS
+                        .get()
+                        .unwrap()
+                        .lock()
+                        .unwrap()
+                        .entry(id.clone())
+                        .or_default() += 1;
                     return;
                 }
             }
@@ -393,12 +420,20 @@ mod query_count {
         static INSTALLED: OnceLock<bool> = OnceLock::new();
         *INSTALLED.get_or_init(|| {
             COUNTS.get_or_init(Default::default);
-            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Counter)).is_ok()
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Counter))
+                .is_ok()
         })
     }
 
     pub fn of(id: &str) -> usize {
-        COUNTS.get().unwrap().lock().unwrap().get(id).copied().unwrap_or(0)
+        COUNTS
+            .get()
+            .unwrap()
+            .lock()
+            .unwrap()
+            .get(id)
+            .copied()
+            .unwrap_or(0)
     }
 }
 

@@ -19,14 +19,20 @@ async fn search(app: &TestApp, user: &ApiUser, query: &str) -> (StatusCode, Valu
 fn contents(page: &Value) -> Vec<String> {
     page["results"]
         .as_array()
-        .map(|r| r.iter().map(|h| h["content"].as_str().unwrap().to_string()).collect())
+        .map(|r| {
+            r.iter()
+                .map(|h| h["content"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Makes them friends unless they are already.
 async fn befriend_once(app: &TestApp, a: &ApiUser, b: &ApiUser) {
     let (_, friends) = body(app.get(&a.token, "/api/friends/?limit=100").await).await;
-    let already = friends["results"].as_array().is_some_and(|l| l.iter().any(|f| f["username"] == b.username.as_str()));
+    let already = friends["results"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|f| f["username"] == b.username.as_str()));
     if !already {
         app.befriend(a, b).await;
     }
@@ -38,15 +44,25 @@ async fn group(app: &TestApp, owner: &ApiUser, members: &[&ApiUser], name: &str)
     }
     let names: Vec<&str> = members.iter().map(|m| m.username.as_str()).collect();
     let r = app
-        .post_json(&owner.token, "/api/group_chats/", &json!({ "group_chat_name": name, "usernames": names }))
+        .post_json(
+            &owner.token,
+            "/api/group_chats/",
+            &json!({ "group_chat_name": name, "usernames": names }),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["group_chat_id"].as_i64().unwrap()
+    r.json::<Value>().await.unwrap()["group_chat_id"]
+        .as_i64()
+        .unwrap()
 }
 
 async fn to_group(app: &TestApp, from: &ApiUser, group: i64, content: &str) -> Value {
     let r = app
-        .post_json(&from.token, "/api/messages/", &json!({ "content": content, "group_chat_id": group }))
+        .post_json(
+            &from.token,
+            "/api/messages/",
+            &json!({ "content": content, "group_chat_id": group }),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     r.json().await.unwrap()
