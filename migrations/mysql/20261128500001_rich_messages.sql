@@ -38,3 +38,13 @@ CREATE TABLE IF NOT EXISTS `message_search` (
   KEY `message_search_message` (`message_id`),
   CONSTRAINT `message_search_message_FK` FOREIGN KEY (`message_id`) REFERENCES `message` (`message_id`) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+
+-- Messages written before this migration are indexed in the background, in batches
+-- (store::search::backfill): `done_to` is how far it got, `up_to` the last id to do.
+CREATE TABLE IF NOT EXISTS `search_backfill` (
+  `id` int(11) NOT NULL,
+  `done_to` int(11) NOT NULL,
+  `up_to` int(11) NOT NULL,
+  PRIMARY KEY (`id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
+INSERT IGNORE INTO `search_backfill` (`id`, `done_to`, `up_to`) SELECT 1, 0, COALESCE(MAX(`message_id`), 0) FROM `message`;

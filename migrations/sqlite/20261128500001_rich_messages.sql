@@ -24,3 +24,10 @@ CREATE TABLE IF NOT EXISTS message_search (
   PRIMARY KEY (term, owner_id, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS message_search_message ON message_search (message_id);
+
+CREATE TABLE IF NOT EXISTS search_backfill (
+  id INTEGER NOT NULL PRIMARY KEY,
+  done_to INTEGER NOT NULL,
+  up_to INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO search_backfill (id, done_to, up_to) SELECT 1, 0, COALESCE(MAX(message_id), 0) FROM message;

@@ -25,7 +25,8 @@
 //!
 //! The index is kept in step in the transactions that change messages: a send writes
 //! its postings (`store::sending`), an edit replaces them (`store::messages::edit`), and
-//! a deleted message's postings go with it (`ON DELETE CASCADE`).
+//! a deleted message's postings go with it (`ON DELETE CASCADE`). Messages written
+//! before the index existed are indexed in the background after start-up ([`backfill`]).
 
 use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder};
@@ -267,6 +268,69 @@ pub async fn search(
     Ok(Page::from_rows(hits, limit, cursor, |h| {
         h.message.message_id.to_string()
     }))
+}
+
+/// Messages per backfill transaction.
+const BACKFILL_BATCH: i64 = 500;
+
+/// Indexes the messages written before the search index existed, a batch per short
+/// transaction, until done (then it costs one query per start). Several processes may
+/// run it at once: each batch takes the progress row's lock first.
+pub async fn backfill(db: &Db) -> AppResult<u64> {
+    let peek = "SELECT done_to, up_to FROM search_backfill WHERE id = 1";
+    let (lock, rows) = match db {
+        Db::MySql(_) => (format!("{peek} FOR UPDATE"), "FOR UPDATE"),
+        Db::Sqlite(_) => (peek.to_string(), ""),
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
+         WHERE m.message_id > ? AND m.message_id <= ? ORDER BY m.message_id {rows}"
+    );
+    let mut indexed = 0;
+    loop {
+        let progress: Option<(i32, i32)> = db_run!(db, |pool| {
+            sqlx::query_as(peek).fetch_optional(pool).await
+        })?;
+        match progress {
+            Some((done, up_to)) if done < up_to => {}
+            _ => return Ok(indexed),
+        }
+        let step: u64 = crate::db_tx!(db, |tx| {
+            let Some((done, up_to)): Option<(i32, i32)> =
+                sqlx::query_as(&lock).fetch_optional(&mut *tx).await?
+            else {
+                return Ok::<_, AppError>(0);
+            };
+            if done >= up_to {
+                return Ok(0);
+            }
+            let end = (i64::from(done) + BACKFILL_BATCH).min(i64::from(up_to));
+            let batch: Vec<Message> = sqlx::query_as(&sql)
+                .bind(done)
+                .bind(end)
+                .fetch_all(&mut *tx)
+                .await?;
+            // An edit may have indexed some of them already: postings that exist stay.
+            let (_, postings) = rich::index_rows(&batch.iter().collect::<Vec<_>>());
+            for chunk in postings.chunks(2000) {
+                let insert = match db {
+                    Db::MySql(_) => "INSERT IGNORE INTO",
+                    Db::Sqlite(_) => "INSERT OR IGNORE INTO",
+                };
+                let statement = format!(
+                    "{insert} message_search (term, owner_id, message_id) VALUES {}",
+                    chunk.join(", ")
+                );
+                sqlx::Executor::execute(&mut *tx, statement.as_str()).await?;
+            }
+            sqlx::query("UPDATE search_backfill SET done_to = ? WHERE id = 1")
+                .bind(end)
+                .execute(&mut *tx)
+                .await?;
+            Ok(batch.len() as u64)
+        })?;
+        indexed += step;
+    }
 }
 
 /// Characters of context a long message keeps around its first match.

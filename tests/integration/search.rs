@@ -191,4 +191,31 @@ both_backends! {
         other.sign_in(&stranger.email, PASSWORD).await;
         assert_eq!(other.get(&format!("/messages/{id}/open")).await.status(), StatusCode::NOT_FOUND);
     }
+
+    async fn messages_from_before_the_index_are_indexed_after_a_start(app) {
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        app.befriend(&alice, &bob).await;
+        // A message as an older version wrote it: no postings.
+        let insert = "INSERT INTO message (sender_id, reciever_id, content, created_date_time, seen) VALUES (?, ?, 'a legacy zebra', '2024-01-01 10:00:00', 0)";
+        let id: i64 = match &app.db {
+            messenger::db::Db::MySql(pool) => sqlx::query(insert).bind(alice.id).bind(bob.id).execute(pool).await.unwrap().last_insert_id() as i64,
+            messenger::db::Db::Sqlite(pool) => sqlx::query(insert).bind(alice.id).bind(bob.id).execute(pool).await.unwrap().last_insert_rowid(),
+        };
+        let progress = format!("UPDATE search_backfill SET done_to = 0, up_to = {id} WHERE id = 1");
+        match &app.db {
+            messenger::db::Db::MySql(pool) => sqlx::query(&progress).execute(pool).await.map(drop).unwrap(),
+            messenger::db::Db::Sqlite(pool) => sqlx::query(&progress).execute(pool).await.map(drop).unwrap(),
+        }
+        assert!(contents(&search(&app, &bob, "q=zebra").await.1).is_empty());
+        let restarted = spawn_app_on(app.database.clone(), &[]).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if contents(&search(&restarted, &bob, "q=zebra").await.1) == ["a legacy zebra"] {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the older message was never indexed");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
