@@ -375,6 +375,8 @@ async fn index_older_messages(db: crate::db::Db) {
     match crate::store::search::backfill(&db).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(messages = n, "indexed older messages for search"),
-        Err(e) => tracing::warn!(error = %e, "indexing older messages for search failed; it resumes at the next start"),
+        Err(e) => {
+            tracing::warn!(error = %e, "indexing older messages for search failed; it resumes at the next start")
+        }
     }
 }

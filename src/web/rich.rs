@@ -53,6 +53,16 @@ pub fn reply_to(raw: Option<&str>) -> AppResult<RichSend> {
     Ok(RichSend::replying_to(id))
 }
 
+/// A refusal as the pages show it: htmx swaps 422 answers into the page (forms that
+/// answer with themselves), so a rule's refusal (a mention of a non-member, a 21st
+/// emoji) goes back as 400, which `app.js` shows beside the form.
+pub fn for_htmx(e: AppError) -> AppError {
+    match e {
+        AppError::Unprocessable { msg, .. } => AppError::BadRequest(msg),
+        other => other,
+    }
+}
+
 /// A reply's quote: who wrote the original and its first line, or that it is gone.
 pub struct ReplyView {
     pub id: MessageId,
@@ -191,10 +201,11 @@ async fn react(
     Path(id): Path<MessageId>,
     Form(input): Form<ReactInput>,
 ) -> AppResult<Response> {
-    let emoji = ReactionEmoji::parse(&input.emoji)
-        .map_err(|m| AppError::unprocessable(&["body", "emoji"], m))?;
+    let emoji = ReactionEmoji::parse(&input.emoji).map_err(AppError::bad_request)?;
     let me = UserSummary::from(&ctx.user);
-    let (summary, changed) = rich_store::react(&state.db, &me, id, &emoji, ReactOp::Toggle).await?;
+    let (summary, changed) = rich_store::react(&state.db, &me, id, &emoji, ReactOp::Toggle)
+        .await
+        .map_err(for_htmx)?;
     if changed {
         state.events.wake();
     }

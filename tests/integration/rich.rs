@@ -272,7 +272,7 @@ both_backends! {
         let r = htmx_post(&page, "/chats/@alice", &format!("/messages/{id}/react"), &[("emoji", "🎉")]).await;
         assert!(!r.text().await.unwrap().contains("🎉"));
         let r = htmx_post(&page, "/chats/@alice", &format!("/messages/{id}/react"), &[("emoji", "nope")]).await;
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "htmx swaps 422s; refusals go to the form's error line");
     }
 
     async fn mentions_name_members_and_flag_the_one_mentioned(app) {
@@ -304,6 +304,11 @@ both_backends! {
             assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{content}: {b}");
             assert!(b["detail"][0]["msg"].as_str().unwrap().contains("is not a member"), "{b}");
         }
+        let alice_page = signed_in(&app, &alice).await;
+        let chat = format!("/chats/g/{g}");
+        let r = htmx_post(&alice_page, &chat, &format!("{chat}/messages"), &[("content", "psst @dave")]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "shown beside the composer, not swapped in");
+        assert!(r.text().await.unwrap().contains("@dave is not a member of this group chat"));
         assert_eq!(app.count("message").await, before);
         // Direct messages have no mentions: an @ there is text.
         let (s, d) = body(app.send_dm(&alice, &dave, "ask @somebody").await).await;

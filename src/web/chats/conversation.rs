@@ -217,7 +217,11 @@ pub(super) async fn send(
         client_key: input.client_key,
         rich: crate::web::rich::reply_to(input.reply_to_message_id.as_deref())?,
     };
-    let (message, created) = state.sends.send(&state.db, outgoing).await?;
+    let (message, created) = state
+        .sends
+        .send(&state.db, outgoing)
+        .await
+        .map_err(crate::web::rich::for_htmx)?;
     if created {
         state.events.wake();
     }
