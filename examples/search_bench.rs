@@ -345,7 +345,7 @@ async fn main() {
 
     // Queries of the searcher: common, middling and rare words, two words, German, CJK,
     // and with each filter.
-    let kinds: Vec<(&str, Box<dyn Fn(&mut Rng) -> SearchQuery>)> = vec![
+    let kinds: Vec<(&str, MakeQuery)> = vec![
         (
             "common word",
             Box::new(|r: &mut Rng| q(&vocabulary[r.below(5)], None, None)),
@@ -462,6 +462,9 @@ async fn main() {
         }
     }
 }
+
+/// Makes one query of a kind.
+type MakeQuery<'a> = Box<dyn Fn(&mut Rng) -> SearchQuery + 'a>;
 
 fn q(text: &str, conversation: Option<Conversation>, from: Option<i32>) -> SearchQuery {
     SearchQuery {
