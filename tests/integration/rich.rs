@@ -486,3 +486,109 @@ integration_test! {
         assert_eq!(rich, plain, "queries for a page with replies, reactions and mentions");
     }
 }
+
+// ---- in a browser: what static/rich.js does ----
+
+mod in_browser {
+    use fantoccini::{key::Key, Client, Locator};
+
+    use super::*;
+    use crate::browser::Driver;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    async fn find(b: &Client, css: &str) -> fantoccini::elements::Element {
+        b.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    async fn sign_in(b: &Client, app: &TestApp, user: &ApiUser) {
+        b.goto(&app.url("/login")).await.unwrap();
+        find(b, "#login")
+            .await
+            .send_keys(&user.username)
+            .await
+            .unwrap();
+        find(b, "#password")
+            .await
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        find(b, "form button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        find(b, "nav a[href='/search']").await;
+    }
+
+    integration_test! {
+        /// A quote's original far up the history is loaded and shown; replying, reacting
+        /// and mentioning from the page.
+        #[needs(browser)]
+        async fn quotes_jump_replies_reactions_and_mentions_in_a_browser() {
+            let mut driver = Driver::start().await;
+            let app = spawn_app(Backend::Sqlite).await;
+            let alice = app.user("alice").await;
+            let bob = app.user("bob").await;
+            let g = group(&app, &alice, &[&bob], "pals").await;
+            let mut ids = Vec::new();
+            for n in 0..160 {
+                ids.push(to_group(&app, &alice, g, &format!("message {n}")).await.1["message_id"].as_i64().unwrap());
+            }
+            let (s, _) = reply(&app, &alice, Err(g), ids[0], "about the very first one").await;
+            assert_eq!(s, StatusCode::CREATED);
+            let b = driver.browser().await;
+            sign_in(&b, &app, &bob).await;
+            b.goto(&app.url(&format!("/chats/g/{g}"))).await.unwrap();
+            let first = format!("#msg-{}", ids[0]);
+            find(&b, &format!("a.reply-quote[data-reply-to='{}']", ids[0])).await;
+            // The original is pages away (older pages load only when scrolled to): the
+            // quote loads them until it is there, and shows it.
+            find(&b, &format!("a.reply-quote[data-reply-to='{}']", ids[0])).await.click().await.unwrap();
+            find(&b, &format!("{first}.flash-target")).await;
+
+            // Reply to the newest message of the list from its Reply button.
+            let last = ids[159];
+            b.execute(&format!("document.querySelector(\".reply-btn[data-reply-id='{last}']\").click()"), vec![]).await.unwrap();
+            find(&b, "form.composer .replying").await;
+            let input = find(&b, "#composer-input").await;
+            input.send_keys("answering the last").await.unwrap();
+            input.send_keys(&char::from(Key::Enter).to_string()).await.unwrap();
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (_, page) = body(app.get(&alice.token, &format!("/api/group_chats/{g}/messages?limit=1")).await).await;
+                if page["results"][0]["content"] == "answering the last" {
+                    assert_eq!(page["results"][0]["reply_to_message_id"].as_i64(), Some(last));
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the reply was not sent: {page}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(b.find(Locator::Css("form.composer .replying")).await.is_err(), "the reply bar goes once sent");
+
+            // React from the picker.
+            b.execute(&format!("var d = document.querySelector('#msg-{last} details.react-picker'); d.open = true; d.querySelector('button[aria-label=\"React with 🎉\"]').click()"), vec![]).await.unwrap();
+            find(&b, &format!("#reactions-{last} .reaction.mine")).await;
+
+            // Mention autocomplete: `@al` offers alice; Enter takes her.
+            let input = find(&b, "#composer-input").await;
+            input.send_keys("hi @al").await.unwrap();
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let offered = b.execute("var o = document.querySelector(\"#mention-list li[aria-selected='true']\"); return o ? o.textContent : null", vec![]).await.unwrap();
+                if offered == json!("@alice") {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "alice was not offered: {offered}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            input.send_keys(&char::from(Key::Enter).to_string()).await.unwrap();
+            assert_eq!(input.prop("value").await.unwrap().as_deref(), Some("hi @alice "));
+            b.close().await.unwrap();
+        }
+    }
+}
