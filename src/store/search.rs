@@ -172,10 +172,18 @@ pub async fn search(
     terms.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
     let keys: Vec<i64> = terms.iter().map(|t| tokens::term_key(t)).collect();
     let fetch = (limit + 1) as i64;
+    // MariaDB, seeing `ORDER BY message_id LIMIT`, may walk the whole index on message_id
+    // instead of the few postings of the first term (seconds, not milliseconds, on a
+    // million messages): the plan is pinned, postings of the first term first. SQLite's
+    // planner takes that plan by itself.
+    let (straight, by_term) = match db {
+        Db::MySql(_) => ("STRAIGHT_JOIN ", " FORCE INDEX (PRIMARY)"),
+        Db::Sqlite(_) => ("", ""),
+    };
     let rows: Vec<HitRow> = db_run!(db, |pool| {
         let mut q = QueryBuilder::new(format!(
-            "SELECT {MESSAGE_COLUMNS}, g.name AS group_name, ou.user_id AS other_id, ou.username AS other_username \
-             FROM message_search s0 "
+            "SELECT {straight}{MESSAGE_COLUMNS}, g.name AS group_name, ou.user_id AS other_id, ou.username AS other_username \
+             FROM message_search s0{by_term} "
         ));
         for (i, key) in keys.iter().enumerate().skip(1) {
             q.push(format!(" JOIN message_search s{i} ON s{i}.term = "))
