@@ -315,7 +315,7 @@ async fn main() {
         );
         for chunk in postings.chunks(5000) {
             sql.push_str(&format!(
-                " INSERT INTO message_search (term, owner_id, message_id) VALUES {};",
+                " INSERT INTO message_search (term, owner_id, message_id, sender_id) VALUES {};",
                 chunk.join(", ")
             ));
         }

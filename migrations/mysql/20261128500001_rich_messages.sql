@@ -29,11 +29,13 @@ CREATE TABLE IF NOT EXISTS `message_mention` (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 
 -- The search index (src/store/search.rs): one posting per (term hash, reader, message).
--- The reader is a direct message's sender and its recipient, or minus a group's id.
+-- The reader is a direct message's sender and its recipient, or minus a group's id; the
+-- message's sender rides along for the "from" filter.
 CREATE TABLE IF NOT EXISTS `message_search` (
   `term` bigint NOT NULL,
   `owner_id` int(11) NOT NULL,
   `message_id` int(11) NOT NULL,
+  `sender_id` int(11) DEFAULT NULL,
   PRIMARY KEY (`term`, `owner_id`, `message_id`),
   KEY `message_search_message` (`message_id`),
   CONSTRAINT `message_search_message_FK` FOREIGN KEY (`message_id`) REFERENCES `message` (`message_id`) ON DELETE CASCADE

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS message_search (
   term BIGINT NOT NULL,
   owner_id INTEGER NOT NULL,
   message_id INTEGER NOT NULL REFERENCES message (message_id) ON DELETE CASCADE,
+  sender_id INTEGER,
   PRIMARY KEY (term, owner_id, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS message_search_message ON message_search (message_id);

@@ -438,9 +438,10 @@ pub fn index_rows(messages: &[&Message]) -> (Vec<String>, Vec<String>) {
             .collect();
         keys.sort_unstable();
         keys.dedup();
+        let sender = m.sender_id.map_or("NULL".to_string(), |s| s.to_string());
         for owner in owners(m) {
             for key in &keys {
-                posting_rows.push(format!("({key}, {owner}, {})", m.message_id));
+                posting_rows.push(format!("({key}, {owner}, {}, {sender})", m.message_id));
             }
         }
     }
@@ -461,7 +462,7 @@ macro_rules! impl_rich_index {
                 }
                 for chunk in posting_rows.chunks(INSERT_CHUNK) {
                     let sql = format!(
-                        "INSERT INTO message_search (term, owner_id, message_id) VALUES {}",
+                        "INSERT INTO message_search (term, owner_id, message_id, sender_id) VALUES {}",
                         chunk.join(", ")
                     );
                     sqlx::Executor::execute(&mut *self, sql.as_str()).await?;

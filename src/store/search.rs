@@ -4,9 +4,10 @@
 //!
 //! # Design: an inverted index of our own, the same on every database
 //!
-//! `message_search (term, owner_id, message_id)` holds one posting per distinct term of
-//! a message and per *owner*: the sender and the recipient of a direct message, or the
-//! group (as minus its id) of a group message. Terms come from the application's
+//! `message_search (term, owner_id, message_id, sender_id)` holds one posting per
+//! distinct term of a message and per *owner*: the sender and the recipient of a direct
+//! message, or the group (as minus its id) of a group message. The sender is there too,
+//! so that "from a person" is decided within the postings, without reading messages. Terms come from the application's
 //! tokenizer (`rich::tokens`): Unicode words, case- and width-folded; scripts written
 //! without spaces (Chinese, Japanese, Korean, Thai…) as single characters and character
 //! pairs. A term is stored as a 64-bit hash. A query is the postings of its terms for
@@ -223,7 +224,7 @@ pub async fn search(
                 .push("))");
         }
         if let Some(from) = query.from {
-            q.push(" AND m.sender_id = ").push_bind(from);
+            q.push(" AND s0.sender_id = ").push_bind(from);
         }
         if let Some(after) = query.after {
             q.push(" AND m.created_date_time >= ").push_bind(after);
@@ -326,7 +327,7 @@ pub async fn backfill(db: &Db) -> AppResult<u64> {
                     Db::Sqlite(_) => "INSERT OR IGNORE INTO",
                 };
                 let statement = format!(
-                    "{insert} message_search (term, owner_id, message_id) VALUES {}",
+                    "{insert} message_search (term, owner_id, message_id, sender_id) VALUES {}",
                     chunk.join(", ")
                 );
                 sqlx::Executor::execute(&mut *tx, statement.as_str()).await?;
