@@ -218,4 +218,37 @@ both_backends! {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+
+    async fn date_filters_narrow_by_when_a_message_was_written(app) {
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        app.befriend(&alice, &bob).await;
+        let mut ids = Vec::new();
+        for n in 0..4 {
+            let (_, m) = body(app.send_dm(&alice, &bob, &format!("owl {n}")).await).await;
+            ids.push(m["message_id"].as_i64().unwrap());
+        }
+        // Written on four days (ids grow with time, as they do when sent).
+        for (id, day) in ids.iter().zip(["2025-01-01", "2025-06-01", "2025-06-02", "2026-01-01"]) {
+            let sql = format!("UPDATE message SET created_date_time = '{day} 12:00:00' WHERE message_id = {id}");
+            match &app.db {
+                messenger::db::Db::MySql(pool) => sqlx::query(&sql).execute(pool).await.map(drop).unwrap(),
+                messenger::db::Db::Sqlite(pool) => sqlx::query(&sql).execute(pool).await.map(drop).unwrap(),
+            }
+        }
+        let found = |q: &'static str| {
+            let (app, bob) = (&app, &bob);
+            async move { contents(&search(app, bob, q).await.1) }
+        };
+        assert_eq!(found("q=owl&after=2025-06-01").await, ["owl 3", "owl 2", "owl 1"]);
+        assert_eq!(found("q=owl&before=2025-06-02").await, ["owl 1", "owl 0"]);
+        assert_eq!(found("q=owl&after=2025-03-01&before=2025-12-31T23:59:59").await, ["owl 2", "owl 1"]);
+        assert_eq!(found("q=owl&after=2025-06-01T12:00:01").await, ["owl 3", "owl 2"]);
+        assert_eq!(found("q=owl&after=2030-01-01").await, Vec::<String>::new());
+        let (_, page) = search(&app, &bob, "q=owl&after=2025-03-01&limit=2").await;
+        assert_eq!(contents(&page), ["owl 3", "owl 2"]);
+        let next = page["cursor"]["next_page"].as_str().unwrap().to_string();
+        let (_, page) = search(&app, &bob, &format!("q=owl&after=2025-03-01&limit=2&cursor={next}")).await;
+        assert_eq!(contents(&page), ["owl 1"]);
+    }
 }
