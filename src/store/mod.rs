@@ -10,6 +10,8 @@ pub mod events;
 pub mod friends;
 pub mod limits;
 pub mod messages;
+pub mod rich;
+pub mod search;
 pub mod sending;
 pub mod sessions;
 pub mod users;

@@ -1,10 +1,7 @@
 //! Rendering helpers shared by the pages, and the templates that belong to no one area.
 
-use std::sync::LazyLock;
-
 use askama::Template;
 use axum::response::Html;
-use regex::Regex;
 
 use super::Layout;
 use crate::error::AppError;
@@ -31,27 +28,13 @@ pub struct Badge {
     pub count: i64,
 }
 
-static LINK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"https?://[^\s<>"']+"#).expect("valid regex"));
-
-/// A message's text as HTML: everything escaped, http(s) links made clickable. Line
-/// breaks are kept by the stylesheet (`white-space: pre-wrap`).
+/// A message's text as HTML: the Markdown subset of `rich::format`, everything else
+/// escaped, http(s) links made clickable. Line breaks are kept by the stylesheet
+/// (`white-space: pre-wrap`). Pages showing a whole message use `store::rich::html_for`,
+/// which also marks its mentions.
+#[allow(dead_code)]
 pub fn message_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut last = 0;
-    for m in LINK.find_iter(text) {
-        out.push_str(&escape(&text[last..m.start()]));
-        // Trailing punctuation usually ends the sentence, not the link.
-        let url = m
-            .as_str()
-            .trim_end_matches(['.', ',', ')', '!', '?', ';', ':']);
-        let escaped = escape(url);
-        out.push_str(&format!(r#"<a href="{escaped}" rel="noopener noreferrer nofollow" target="_blank">{escaped}</a>"#));
-        out.push_str(&escape(&m.as_str()[url.len()..]));
-        last = m.end();
-    }
-    out.push_str(&escape(&text[last..]));
-    out
+    crate::rich::format::to_html(text, &[])
 }
 
 pub fn escape(s: &str) -> String {

@@ -24,7 +24,6 @@ use crate::{
         attachments::{for_pages, AttachmentView, ComposerInput},
         avatar::{display_names, Person},
         redirect, render,
-        render::message_html,
         Ctx, Layout,
     },
 };
@@ -46,6 +45,8 @@ pub struct MessageView {
     pub edited: bool,
     /// Files sent with the message (`partials/attachments.html`).
     pub attachments: Vec<AttachmentView>,
+    /// Reply quote, reactions, mention: `web::rich`.
+    pub rich: crate::web::rich::RichView,
 }
 
 impl MessageView {
@@ -59,12 +60,13 @@ impl MessageView {
                 None => Person::deleted(),
             },
             sender_id: m.sender_id.unwrap_or(0),
-            html: message_html(&m.content),
+            html: crate::store::rich::html_for(m, viewer),
             raw: m.content.clone(),
             time_iso: format!("{}Z", crate::db::format_time(t)),
             time_label: format!("{:02}:{:02}", t.hour(), t.minute()),
             edited: m.last_edited_date_time.is_some(),
             attachments: AttachmentView::list(&m.attachments),
+            rich: crate::web::rich::RichView::new(m, viewer),
         }
     }
 
@@ -240,6 +242,7 @@ pub(super) async fn send(
         &input.content,
         input.client_key,
         input.files,
+        crate::web::rich::reply_to(input.reply_to_message_id.as_deref())?,
         AppError::BadRequest,
     )
     .await
