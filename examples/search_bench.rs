@@ -291,6 +291,7 @@ async fn main() {
                 created_date_time: base + Duration::from_secs(id as u64 * 20),
                 last_edited_date_time: None,
                 seen: Some(false),
+                attachments: Vec::new(),
                 rich: RichFields::default(),
             });
         }

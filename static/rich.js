@@ -50,10 +50,33 @@
     if (bar) bar.remove();
   }
 
+  // The chat screen's message menu (app.js) stays open after an item that swaps nothing.
+  function closeMenuOf(item) {
+    var menu = item.closest(".menu[role=menu]");
+    if (!menu) return;
+    menu.hidden = true;
+    var button = document.querySelector(".menu-button[aria-controls='" + menu.id + "']");
+    if (button) button.setAttribute("aria-expanded", "false");
+  }
+
   document.addEventListener("click", function (e) {
     var button = e.target.closest && e.target.closest(".reply-btn");
     if (!button) return;
+    closeMenuOf(button);
     setReply(button.getAttribute("data-reply-id"), button.getAttribute("data-reply-sender"), button.getAttribute("data-reply-text"));
+  });
+
+  // "React" in the menu opens the message's picker, its first emoji focused.
+  document.addEventListener("click", function (e) {
+    var item = e.target.closest && e.target.closest(".menu-react");
+    if (!item) return;
+    closeMenuOf(item);
+    var li = document.getElementById("msg-" + item.getAttribute("data-react-id"));
+    var picker = li && li.querySelector("details.react-picker");
+    if (!picker) return;
+    picker.open = true;
+    var first = picker.querySelector(".picker-body button");
+    if (first) first.focus();
   });
 
   // --- jumping to a message, loading older pages as needed --------------------------
@@ -74,12 +97,13 @@
       flash(li);
       return;
     }
-    var older = document.querySelector("ol.messages li.older[hx-get]");
-    if (!older || !window.htmx || (depth || 0) > 200) {
+    var link = document.querySelector("ol.messages li.older a[hx-get]");
+    if (!link || !window.htmx || (depth || 0) > 200) {
       notice("That message is no longer in this conversation.");
       return;
     }
-    htmx.ajax("GET", older.getAttribute("hx-get"), { target: older, swap: "outerHTML" }).then(function () {
+    var older = link.closest("li.older");
+    htmx.ajax("GET", link.getAttribute("hx-get"), { target: older, swap: "outerHTML" }).then(function () {
       setTimeout(function () { jumpTo(id, (depth || 0) + 1); }, 0);
     });
   }

@@ -265,6 +265,25 @@ pub(crate) async fn require_talk(db: &Db, me: UserId, message: &Message) -> AppR
     Ok(())
 }
 
+/// One message `me` may see (theirs, to them, or in their group), or 404.
+pub async fn visible(db: &Db, me: UserId, message_id: MessageId) -> AppResult<Message> {
+    Ok(visible_message(db, me, message_id).await?.0)
+}
+
+/// The id of the last group message `me` has read (0 before the first).
+pub async fn last_read(db: &Db, me: UserId, group: GroupId) -> AppResult<MessageId> {
+    let id: Option<MessageId> = db_run!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT last_read_message_id FROM group_chat_member WHERE group_chat_id = ? AND member_id = ?",
+        )
+        .bind(group)
+        .bind(me)
+        .fetch_optional(pool)
+        .await
+    })?;
+    Ok(id.unwrap_or(0))
+}
+
 /// Edits my own message; everyone in the conversation hears `message_edited`.
 #[tracing::instrument(skip(db, content))]
 pub async fn edit(

@@ -10,6 +10,7 @@ pub mod events;
 pub mod friends;
 pub mod limits;
 pub mod messages;
+pub mod mutes;
 pub mod rich;
 pub mod search;
 pub mod sending;

@@ -10,6 +10,7 @@ mod account_data;
 mod accounts;
 mod attachments;
 mod browser;
+mod chat_screen;
 mod deployment;
 mod display_names;
 mod faults;

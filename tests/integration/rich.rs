@@ -18,7 +18,7 @@ async fn body(r: reqwest::Response) -> (StatusCode, Value) {
 }
 
 /// Makes them friends unless they are already.
-async fn befriend_once(app: &TestApp, a: &ApiUser, b: &ApiUser) {
+pub(crate) async fn befriend_once(app: &TestApp, a: &ApiUser, b: &ApiUser) {
     let (_, friends) = body(app.get(&a.token, "/api/friends/?limit=100").await).await;
     let already = friends["results"]
         .as_array()
@@ -29,7 +29,7 @@ async fn befriend_once(app: &TestApp, a: &ApiUser, b: &ApiUser) {
 }
 
 /// A group of `owner` and `members` (each befriended by the owner first).
-async fn group(app: &TestApp, owner: &ApiUser, members: &[&ApiUser], name: &str) -> i64 {
+pub(crate) async fn group(app: &TestApp, owner: &ApiUser, members: &[&ApiUser], name: &str) -> i64 {
     for m in members {
         befriend_once(app, owner, m).await;
     }
@@ -151,7 +151,7 @@ both_backends! {
         let html = page.get_html("/chats/@alice").await;
         assert!(html.contains(&format!(r##"class="reply-quote" href="#msg-{original_id}" data-reply-to="{original_id}""##)), "{html}");
         assert!(html.contains("Lunch at noon?…"));
-        assert!(html.contains(r#"class="reply-btn""#));
+        assert!(html.contains(r#"class="menu-reply reply-btn""#), "Reply is in the message menu");
 
         // The original deleted: the quote says so, in the API and on the page.
         assert_eq!(app.delete(&alice.token, &format!("/api/messages/{original_id}")).await.status(), StatusCode::OK);
@@ -490,40 +490,10 @@ integration_test! {
 // ---- in a browser: what static/rich.js does ----
 
 mod in_browser {
-    use fantoccini::{key::Key, Client, Locator};
+    use fantoccini::{key::Key, Locator};
 
     use super::*;
-    use crate::browser::Driver;
-
-    const WAIT: Duration = Duration::from_secs(10);
-
-    async fn find(b: &Client, css: &str) -> fantoccini::elements::Element {
-        b.wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-    }
-
-    async fn sign_in(b: &Client, app: &TestApp, user: &ApiUser) {
-        b.goto(&app.url("/login")).await.unwrap();
-        find(b, "#login")
-            .await
-            .send_keys(&user.username)
-            .await
-            .unwrap();
-        find(b, "#password")
-            .await
-            .send_keys(PASSWORD)
-            .await
-            .unwrap();
-        find(b, "form button[type=submit]")
-            .await
-            .click()
-            .await
-            .unwrap();
-        find(b, "nav a[href='/search']").await;
-    }
+    use crate::browser::{sign_in, wait_for as find, Driver, WAIT};
 
     integration_test! {
         /// A quote's original far up the history is loaded and shown; replying, reacting
@@ -542,7 +512,7 @@ mod in_browser {
             let (s, _) = reply(&app, &alice, Err(g), ids[0], "about the very first one").await;
             assert_eq!(s, StatusCode::CREATED);
             let b = driver.browser().await;
-            sign_in(&b, &app, &bob).await;
+            sign_in(&b, &app.url(""), &bob.username).await;
             b.goto(&app.url(&format!("/chats/g/{g}"))).await.unwrap();
             let first = format!("#msg-{}", ids[0]);
             find(&b, &format!("a.reply-quote[data-reply-to='{}']", ids[0])).await;

@@ -4,6 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use super::rich::group;
 use crate::{both_backends, helpers::*};
 
 async fn body(r: reqwest::Response) -> (StatusCode, Value) {
@@ -25,35 +26,6 @@ fn contents(page: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Makes them friends unless they are already.
-async fn befriend_once(app: &TestApp, a: &ApiUser, b: &ApiUser) {
-    let (_, friends) = body(app.get(&a.token, "/api/friends/?limit=100").await).await;
-    let already = friends["results"]
-        .as_array()
-        .is_some_and(|l| l.iter().any(|f| f["username"] == b.username.as_str()));
-    if !already {
-        app.befriend(a, b).await;
-    }
-}
-
-async fn group(app: &TestApp, owner: &ApiUser, members: &[&ApiUser], name: &str) -> i64 {
-    for m in members {
-        befriend_once(app, owner, m).await;
-    }
-    let names: Vec<&str> = members.iter().map(|m| m.username.as_str()).collect();
-    let r = app
-        .post_json(
-            &owner.token,
-            "/api/group_chats/",
-            &json!({ "group_chat_name": name, "usernames": names }),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["group_chat_id"]
-        .as_i64()
-        .unwrap()
 }
 
 async fn to_group(app: &TestApp, from: &ApiUser, group: i64, content: &str) -> Value {
