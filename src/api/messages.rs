@@ -186,7 +186,10 @@ impl FromRequest<AppState> for SendInput {
 }
 
 /// An optional integer field of a multipart send: absent, empty or `null` is none.
-fn optional_id<T: std::str::FromStr>(form: &attachments::upload::Form, name: &str) -> AppResult<Option<T>> {
+fn optional_id<T: std::str::FromStr>(
+    form: &attachments::upload::Form,
+    name: &str,
+) -> AppResult<Option<T>> {
     match form.field(name).map(str::trim) {
         None | Some("") | Some("null") => Ok(None),
         Some(id) => id.parse().map(Some).map_err(|_| {

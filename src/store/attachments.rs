@@ -9,7 +9,7 @@ use sqlx::{FromRow, QueryBuilder};
 use time::PrimitiveDateTime;
 
 use super::{
-    events::{NewEvent, Outbox},
+    events::Outbox,
     messages::{Message, MessageId},
     users::UserId,
 };

@@ -105,11 +105,7 @@ macro_rules! group_member_ids {
 }
 
 /// The message `sender` posted with this idempotency key, if any.
-pub async fn by_client_key(
-    db: &Db,
-    sender: UserId,
-    key: &str,
-) -> AppResult<Option<Message>> {
+pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> AppResult<Option<Message>> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
          WHERE m.sender_id = ? AND m.client_key = ?"

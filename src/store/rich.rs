@@ -400,16 +400,24 @@ pub fn message_events(
     let mut plain = m.clone();
     plain.rich.mentioned = false;
     plain.rich.html = None;
-    let mut events = NewEvent::to_each(kind, &others, &MessageEvent {
-        message: &plain,
-        client_key,
-    });
-    if !named.is_empty() {
-        plain.rich.mentioned = true;
-        events.extend(NewEvent::to_each(kind, &named, &MessageEvent {
+    let mut events = NewEvent::to_each(
+        kind,
+        &others,
+        &MessageEvent {
             message: &plain,
             client_key,
-        }));
+        },
+    );
+    if !named.is_empty() {
+        plain.rich.mentioned = true;
+        events.extend(NewEvent::to_each(
+            kind,
+            &named,
+            &MessageEvent {
+                message: &plain,
+                client_key,
+            },
+        ));
     }
     events
 }
