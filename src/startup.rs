@@ -53,6 +53,7 @@ use crate::{
     monitoring, socketio,
     state::AppState,
     store::{
+        limits::Rate,
         sending::{self, SendQueue},
         sessions::DbSessionStore,
         users::Directory,
@@ -172,6 +173,7 @@ impl Application {
                 db.multi_row_ids_are_consecutive()
                     .await
                     .context("reading the auto-increment settings")?,
+                Rate::per(config.sends_per_minute, Duration::from_secs(60)),
             ),
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
             access,

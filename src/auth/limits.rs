@@ -25,7 +25,6 @@ use std::{
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sha2::{Digest, Sha256};
 
 use crate::{
     config::Config,
@@ -55,7 +54,7 @@ impl Limit {
     }
 
     fn key(&self, subject: &str) -> String {
-        hex::encode(Sha256::digest(format!("{}:{subject}", self.name)))
+        shared::key(self.name, subject)
     }
 
     /// Counts one request of `subject` in this process only.
@@ -66,7 +65,7 @@ impl Limit {
     fn check_key_locally(&self, key: &String) -> Result<(), AppError> {
         if let Err(not_until) = self.local.check_key(key) {
             use governor::clock::{Clock, DefaultClock};
-            return Err(too_many(
+            return Err(AppError::too_many(
                 not_until.wait_time_from(DefaultClock::default().now()),
             ));
         }
@@ -79,19 +78,12 @@ impl Limit {
         self.check_key_locally(&key)?;
         match shared::take(db, &key, self.rate, now_ms()).await? {
             None => Ok(()),
-            Some(wait) => Err(too_many(wait)),
+            Some(wait) => Err(AppError::too_many(wait)),
         }
     }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn too_many(wait: Duration) -> AppError {
-    AppError::TooManyRequests {
-        // Rounded up: a client that waits this long is let in.
-        retry_after_secs: wait.as_millis().div_ceil(1000).max(1) as u64,
-    }
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     events::{NewEvent, Outbox},
     friends::{self, talk_rights, Talk},
+    limits::{self, Ledger, Rate},
     messages::{self, Conversation, Message, MessageId},
     rich::{RichIndex, RichSend},
     users::{UserId, UserSummary},
@@ -136,6 +137,8 @@ struct Shared {
     db: Db,
     circuit: Circuit,
     consecutive_ids: bool,
+    /// `SENDS_PER_MINUTE`, per sender, counted in each batch's transaction.
+    send_rate: Rate,
     stop: CancellationToken,
     writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     panic_next_batch: AtomicBool,
@@ -144,13 +147,20 @@ struct Shared {
 impl SendQueue {
     /// Starts `writers` writer tasks on `db`. More than one lets a batch be written while
     /// the next one gathers; they stop at [`SendQueue::drain`].
-    pub fn start(db: Db, circuit: Circuit, writers: usize, consecutive_ids: bool) -> Self {
+    pub fn start(
+        db: Db,
+        circuit: Circuit,
+        writers: usize,
+        consecutive_ids: bool,
+        send_rate: Rate,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         let shared = Arc::new(Shared {
             db,
             circuit,
             consecutive_ids,
+            send_rate,
             stop: CancellationToken::new(),
             writers: std::sync::Mutex::new(Vec::new()),
             panic_next_batch: AtomicBool::new(false),
@@ -425,9 +435,15 @@ impl Shared {
     /// One transaction; a panic in it is caught and rolls it back.
     async fn attempt(&self, conn: &mut Conn, sends: &[Outgoing]) -> Attempt {
         let fault = self.panic_next_batch.swap(false, Ordering::AcqRel);
-        match AssertUnwindSafe(write(conn, sends, self.consecutive_ids, fault))
-            .catch_unwind()
-            .await
+        match AssertUnwindSafe(write(
+            conn,
+            sends,
+            self.consecutive_ids,
+            self.send_rate,
+            fault,
+        ))
+        .catch_unwind()
+        .await
         {
             Ok(Ok(results)) => Attempt::Done(results),
             Ok(Err(Failure::Before(e))) => Attempt::NotWritten(e),
@@ -548,15 +564,27 @@ macro_rules! batch_tx {
     };
 }
 
+/// The limit `SENDS_PER_MINUTE` counts under, per sender.
+const SEND_LIMIT: &str = "send/user";
+
 /// Writes `sends` in one transaction: one answer per send, in order, or why the
 /// transaction failed. `fault` panics mid-transaction ([`SendQueue::panic_in_next_batch`]).
 async fn write(
     conn: &mut Conn,
     sends: &[Outgoing],
     consecutive_ids: bool,
+    send_rate: Rate,
     fault: bool,
 ) -> Result<Vec<AppResult<Message>>, Failure> {
     let now = db::now();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let rate_keys: Vec<String> = sends
+        .iter()
+        .map(|s| limits::key(SEND_LIMIT, &s.sender.user_id.to_string()))
+        .collect();
     let mut pairs: Vec<(UserId, UserId)> = Vec::new();
     let mut groups: Vec<messages::GroupId> = Vec::new();
     for send in sends {
@@ -592,8 +620,20 @@ async fn write(
         // Who may post and who hears it; then the ids: one multi-row INSERT for the sends
         // without an idempotency key where the ids come out consecutive, and a row at a
         // time for the rest (a repeated key must fail alone).
-        let recipients: Vec<AppResult<Vec<UserId>>> =
+        let mut recipients: Vec<AppResult<Vec<UserId>>> =
             sends.iter().map(|s| rights.recipients(s)).collect();
+        // Each sender's rate, counted with the messages: one read and one write for the
+        // batch, and a rolled-back batch counts nothing.
+        let permitted: Vec<usize> = (0..sends.len())
+            .filter(|&i| recipients[i].is_ok())
+            .collect();
+        let keys: Vec<&str> = permitted.iter().map(|&i| rate_keys[i].as_str()).collect();
+        let answers = tx.take_each(&keys, send_rate, now_ms).await?;
+        for (&i, answer) in permitted.iter().zip(answers) {
+            if let Some(wait) = answer {
+                recipients[i] = Err(AppError::too_many(wait));
+            }
+        }
         let mut ids: Vec<Option<AppResult<MessageId>>> = sends.iter().map(|_| None).collect();
         let together: Vec<usize> = (0..sends.len())
             .filter(|&i| recipients[i].is_ok() && sends[i].client_key.is_none())
