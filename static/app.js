@@ -798,7 +798,8 @@
     var sender = (li.querySelector(".sender") || {}).textContent || "";
     var text = ((li.querySelector(".content") || {}).textContent || "").slice(0, 140);
     chatInfo(key).then(function (chat) {
-      if (chat && chat.muted) return;
+      // A mention of me notifies even in a muted chat.
+      if (chat && chat.muted && !li.classList.contains("mentioned")) return;
       var group = key.charAt(0) === "g";
       var title = group ? sender + " in #" + (chat ? chat.name : "a group") : sender;
       var href = chat ? chat.href : group ? "/chats/g/" + key.slice(2) : "/chats/@" + sender;

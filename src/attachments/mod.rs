@@ -50,6 +50,7 @@ use crate::{
     store::{
         attachments::{self as rows, AttachmentRow, NewAttachment},
         messages::{Conversation, Message},
+        rich::RichSend,
         sending::Outgoing,
         users::{UserId, UserSummary},
     },
@@ -481,6 +482,7 @@ pub async fn send(
     text: &str,
     client_key: Option<String>,
     files: Files,
+    rich: RichSend,
     bad_text: impl Fn(String) -> AppError,
 ) -> AppResult<(Message, bool)> {
     let attachments = &state.attachments;
@@ -496,6 +498,7 @@ pub async fn send(
                     to,
                     content,
                     client_key,
+                    rich,
                 },
             )
             .await;
@@ -527,6 +530,7 @@ pub async fn send(
         to,
         content,
         client_key,
+        rich,
     };
     match state.sends.send(db, outgoing).await {
         Ok((message, true)) => {
