@@ -222,10 +222,12 @@ async fn send(
         &state,
         me,
         to,
-        &body.content,
-        body.client_key,
+        attachments::Draft {
+            text: &body.content,
+            client_key: body.client_key,
+            rich: RichSend::replying_to(body.reply_to_message_id),
+        },
         files,
-        RichSend::replying_to(body.reply_to_message_id),
         |m| AppError::unprocessable(&["body", "content"], m),
     )
     .await?;

@@ -439,10 +439,12 @@ pub(super) async fn send(
         &state,
         UserSummary::from(&ctx.user),
         opened.conv,
-        &input.content,
-        input.client_key,
+        crate::attachments::Draft {
+            text: &input.content,
+            client_key: input.client_key,
+            rich: crate::web::rich::reply_to(input.reply_to_message_id.as_deref())?,
+        },
         input.files,
-        crate::web::rich::reply_to(input.reply_to_message_id.as_deref())?,
         AppError::BadRequest,
     )
     .await
