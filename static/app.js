@@ -124,38 +124,56 @@
   }
 
   // One copy of each message; a divider where a day begins; a sender's messages within
-  // five minutes grouped under one name and time. Only what JavaScript adds is redone.
+  // five minutes grouped under one name and time. Runs after every live insert, so it
+  // touches the DOM only where something changed: a list of thousands of messages costs
+  // a walk in JavaScript, not a re-layout of every row.
+  function sentAt(li) {
+    if (li._sentAt === undefined) {
+      var t = li.querySelector(".meta time[datetime]");
+      var d = t ? new Date(t.getAttribute("datetime")) : null;
+      li._sentAt = d && !isNaN(d) ? d : null;
+    }
+    return li._sentAt;
+  }
+  var decoratePass = 0;
   function decorate(list) {
+    var pass = ++decoratePass;
     var ids = {};
-    list.querySelectorAll("li.message").forEach(function (li) {
-      if (ids[li.id]) li.remove();
-      else ids[li.id] = true;
-    });
-    list.querySelectorAll("li.day").forEach(function (li) {
-      li.remove();
-    });
     var lastDay = null, lastSender = null, lastTime = 0;
     list.querySelectorAll("li.message, li.unread-divider").forEach(function (li) {
       if (li.classList.contains("unread-divider")) {
         lastSender = null;
         return;
       }
-      var t = li.querySelector(".meta time[datetime]");
-      var d = t ? new Date(t.getAttribute("datetime")) : null;
-      if (!d || isNaN(d)) return;
+      if (ids[li.id]) {
+        li.remove();
+        return;
+      }
+      ids[li.id] = true;
+      var d = sentAt(li);
+      if (!d) return;
       var day = d.toDateString();
       if (day !== lastDay) {
-        var sep = document.createElement("li");
-        sep.className = "day";
-        sep.textContent = dayLabel(d);
-        li.before(sep);
+        var sep = li.previousElementSibling;
+        if (!sep || !sep.classList.contains("day") || sep._day !== day) {
+          sep = document.createElement("li");
+          sep.className = "day";
+          sep._day = day;
+          sep.textContent = dayLabel(d);
+          li.before(sep);
+        }
+        sep._pass = pass;
         lastDay = day;
         lastSender = null;
       }
       var sender = li.getAttribute("data-sender");
-      li.classList.toggle("grouped", sender === lastSender && d - lastTime < 5 * 60 * 1000);
+      var grouped = sender === lastSender && d - lastTime < 5 * 60 * 1000;
+      if (li.classList.contains("grouped") !== grouped) li.classList.toggle("grouped", grouped);
       lastSender = sender;
       lastTime = d;
+    });
+    list.querySelectorAll("li.day").forEach(function (li) {
+      if (li._pass !== pass) li.remove();
     });
     localize(list);
     rovingMessages(list);
@@ -316,8 +334,19 @@
   document.addEventListener("DOMContentLoaded", refreshLists);
   document.addEventListener("htmx:afterSettle", refreshLists);
   document.addEventListener("htmx:historyRestore", refreshLists);
+  // A live event swaps several fragments at once (the message, its chat's row, counts),
+  // and a resumed stream brings many events together: one refresh after them all.
+  var refreshQueued = false;
+  function refreshListsSoon() {
+    if (refreshQueued) return;
+    refreshQueued = true;
+    setTimeout(function () {
+      refreshQueued = false;
+      refreshLists();
+    }, 0);
+  }
   document.addEventListener("htmx:oobAfterSwap", function (e) {
-    refreshLists();
+    refreshListsSoon();
     var target = e.detail && e.detail.target;
     if (target && target.id && target.id.indexOf("typing-") === 0) hideTypingLater(target.id);
   });
@@ -399,7 +428,8 @@
     list.querySelectorAll("li.message:not(.editing) a, li.message:not(.editing) button").forEach(function (el) {
       var active = el.closest("li.message") === list._active;
       if (el.getAttribute("role") === "menuitem") return;
-      el.tabIndex = active ? 0 : -1;
+      var index = active ? 0 : -1;
+      if (el.tabIndex !== index) el.tabIndex = index;
     });
   }
   function focusMessage(list, li) {
@@ -768,7 +798,8 @@
     var sender = (li.querySelector(".sender") || {}).textContent || "";
     var text = ((li.querySelector(".content") || {}).textContent || "").slice(0, 140);
     chatInfo(key).then(function (chat) {
-      if (chat && chat.muted) return;
+      // A mention of me notifies even in a muted chat.
+      if (chat && chat.muted && !li.classList.contains("mentioned")) return;
       var group = key.charAt(0) === "g";
       var title = group ? sender + " in #" + (chat ? chat.name : "a group") : sender;
       var href = chat ? chat.href : group ? "/chats/g/" + key.slice(2) : "/chats/@" + sender;

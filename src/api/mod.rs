@@ -7,6 +7,7 @@ mod events;
 pub mod extract;
 mod friends;
 mod messages;
+mod rich;
 mod users;
 
 use axum::Router;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(friends::router())
         .merge(messages::router())
+        .merge(rich::router())
         .merge(events::router())
         .fallback(|| async { AppError::not_found("Not Found") })
 }

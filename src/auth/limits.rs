@@ -13,7 +13,10 @@
 //!
 //! Password resets: `PASSWORD_RESETS_PER_HOUR` per email address (as typed, lower-cased,
 //! whether or not an account has it) and five times that per client IP. Friend requests:
-//! `FRIEND_REQUESTS_PER_HOUR` per user. Typing reports: 30 a minute per user, in this
+//! `FRIEND_REQUESTS_PER_HOUR` per user. Messages: `SENDS_PER_MINUTE` per user, counted
+//! not here but in each send batch's own transaction (`store::sending`, through
+//! `store::limits::Ledger`), so that the check costs the batch one read and one write
+//! rather than a round trip per message. Typing reports: 30 a minute per user, in this
 //! process only (they are live-only and cheap to refuse; a shared count would cost a
 //! database write per keystroke report). Event streams: `MAX_STREAMS_PER_USER` open at
 //! once per user in this process ([`StreamSlots`]).

@@ -11,6 +11,8 @@ pub mod friends;
 pub mod limits;
 pub mod messages;
 pub mod mutes;
+pub mod rich;
+pub mod search;
 pub mod sending;
 pub mod sessions;
 pub mod users;

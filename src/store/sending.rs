@@ -50,7 +50,8 @@ use super::{
     events::{NewEvent, Outbox},
     friends::{self, talk_rights, Talk},
     limits::{self, Ledger, Rate},
-    messages::{self, Conversation, Message, MessageEvent, MessageId},
+    messages::{self, Conversation, Message, MessageId},
+    rich::{RichIndex, RichSend},
     users::{UserId, UserSummary},
 };
 use crate::{
@@ -79,6 +80,8 @@ pub struct Outgoing {
     pub content: MessageContent,
     /// The idempotency key: the same key from the same sender posts once.
     pub client_key: Option<String>,
+    /// The message answered, and (once checked) whom it mentions: `store::rich`.
+    pub rich: RichSend,
 }
 
 type Reply = oneshot::Sender<AppResult<Message>>;
@@ -180,6 +183,22 @@ impl SendQueue {
         let sender = outgoing.sender.user_id;
         let key = outgoing.client_key.clone();
         self.shared.circuit.check()?;
+        // Replies and mentions are checked here, before the batch: a refused one is the
+        // caller's own error and holds up nobody.
+        outgoing.rich = match super::rich::prepare_send(db, &outgoing).await {
+            Ok(rich) => rich,
+            // A retry of a send that went out before its original was deleted.
+            Err(refused @ (AppError::NotFound(_) | AppError::Unprocessable { .. })) => {
+                return match &key {
+                    Some(key) => match messages::by_client_key(db, sender, key).await? {
+                        Some(existing) => Ok((existing, false)),
+                        None => Err(refused),
+                    },
+                    None => Err(refused),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let deadline = Instant::now() + SEND_DEADLINE;
         let claim = Arc::new(Claim::default());
         let _abandon_if_dropped = AbandonOnDrop(claim.clone());
@@ -621,7 +640,7 @@ async fn write(
             .collect();
         if consecutive_ids && together.len() > 1 {
             let mut insert = QueryBuilder::new(
-                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) ",
+                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key, reply_to_message_id) ",
             );
             insert.push_values(&together, |mut row, &i| {
                 let (reciever_id, group_chat_id) = columns(sends[i].to);
@@ -631,7 +650,8 @@ async fn write(
                     .push_bind(now)
                     .push_bind(group_chat_id)
                     .push_bind(0)
-                    .push_bind(None::<&str>);
+                    .push_bind(None::<&str>)
+                    .push_bind(sends[i].rich.reply_to);
             });
             let done = insert.build().execute(&mut *tx).await?;
             if done.rows_affected() != together.len() as u64 {
@@ -653,8 +673,8 @@ async fn write(
             }
             let (reciever_id, group_chat_id) = columns(send.to);
             let inserted = sqlx::query(
-                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) \
-                 VALUES (?, ?, ?, ?, ?, 0, ?)",
+                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key, reply_to_message_id) \
+                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
             )
             .bind(send.sender.user_id)
             .bind(reciever_id)
@@ -662,6 +682,7 @@ async fn write(
             .bind(now)
             .bind(group_chat_id)
             .bind(send.client_key.as_deref())
+            .bind(send.rich.reply_to)
             .execute(&mut *tx)
             .await;
             ids[i] = Some(match inserted {
@@ -692,6 +713,7 @@ async fn write(
                         last_edited_date_time: None,
                         seen: Some(false),
                         attachments: Vec::new(),
+                        rich: send.rich.fields(),
                     };
                     sent.push((message.clone(), recipients, send.client_key.as_deref()));
                     results.push(Ok(message));
@@ -700,17 +722,16 @@ async fn write(
                 (Ok(_), None) => unreachable!("every permitted send was inserted"),
             }
         }
+        // Mentions and search postings, with the messages (`store::rich`).
+        tx.index_messages(&sent.iter().map(|(m, _, _)| m).collect::<Vec<_>>())
+            .await?;
         // Events in message order, so that every stream sees a conversation in id order.
         sent.sort_by_key(|(m, _, _)| m.message_id);
         let events: Vec<NewEvent> = sent
             .iter()
             .flat_map(|(message, recipients, client_key)| {
                 // socket.io senders recognise their own message by its key.
-                let payload = MessageEvent {
-                    message,
-                    client_key: *client_key,
-                };
-                NewEvent::to_each("message", recipients, &payload)
+                super::rich::message_events("message", recipients, message, *client_key)
             })
             .collect();
         if fault {

@@ -8,6 +8,7 @@ mod chats;
 mod friends;
 pub mod live;
 mod render;
+pub mod rich;
 
 use askama::Template;
 use axum::{
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(account::router())
         .merge(chats::router())
         .merge(friends::router())
+        .merge(rich::router())
         .route("/events", get(live::page_events))
         .route("/nav/badge", get(badge))
         .route("/nav/unread", get(unread))

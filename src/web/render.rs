@@ -1,10 +1,7 @@
 //! Rendering helpers shared by the pages, and the templates that belong to no one area.
 
-use std::sync::LazyLock;
-
 use askama::Template;
 use axum::response::Html;
-use regex::Regex;
 use time::PrimitiveDateTime;
 
 use super::Layout;
@@ -67,62 +64,5 @@ pub struct Unread {
     pub oob: bool,
 }
 
-static LINK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"https?://[^\s<>"']+"#).expect("valid regex"));
-
-/// A message's text as HTML: everything escaped, http(s) links made clickable. Line
-/// breaks are kept by the stylesheet (`white-space: pre-wrap`).
-pub fn message_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut last = 0;
-    for m in LINK.find_iter(text) {
-        out.push_str(&escape(&text[last..m.start()]));
-        // Trailing punctuation usually ends the sentence, not the link.
-        let url = m
-            .as_str()
-            .trim_end_matches(['.', ',', ')', '!', '?', ';', ':']);
-        let escaped = escape(url);
-        out.push_str(&format!(r#"<a href="{escaped}" rel="noopener noreferrer nofollow" target="_blank">{escaped}</a>"#));
-        out.push_str(&escape(&m.as_str()[url.len()..]));
-        last = m.end();
-    }
-    out.push_str(&escape(&text[last..]));
-    out
-}
-
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markup_is_escaped_and_links_are_safe() {
-        assert_eq!(
-            message_html("<script>alert(1)</script>"),
-            "&lt;script&gt;alert(1)&lt;/script&gt;"
-        );
-        let html = message_html("see https://example.com/a?b=1&c=2. ok");
-        assert!(
-            html.contains(
-                r#"<a href="https://example.com/a?b=1&amp;c=2" rel="noopener noreferrer nofollow""#
-            ),
-            "{html}"
-        );
-        assert!(html.ends_with("</a>. ok"), "{html}");
-        assert!(!message_html("javascript:alert(1)").contains("<a"));
-    }
-}
+/// HTML-escapes text (one implementation for the pages and the message formatter).
+pub use crate::rich::format::escape;

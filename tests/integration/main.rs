@@ -23,6 +23,8 @@ mod operations;
 mod password_reset;
 mod pipeline;
 mod proxy;
+mod rich;
+mod search;
 mod sessions;
 mod socketio;
 mod tokens;

@@ -25,7 +25,7 @@ use crate::{
         attachments::{for_pages, AttachmentView, ComposerInput},
         avatar::{display_names, Person},
         redirect,
-        render::{self, iso_time, message_html, time_label},
+        render::{self, iso_time, time_label},
         Ctx, Layout,
     },
 };
@@ -49,6 +49,8 @@ pub struct MessageView {
     pub attachments: Vec<AttachmentView>,
     /// Read by its recipient (direct messages only).
     pub seen: bool,
+    /// Reply quote, reactions, mention: `web::rich`.
+    pub rich: crate::web::rich::RichView,
 }
 
 impl MessageView {
@@ -62,13 +64,14 @@ impl MessageView {
                 None => Person::deleted(),
             },
             sender_id: m.sender_id.unwrap_or(0),
-            html: message_html(&m.content),
+            html: crate::store::rich::html_for(m, viewer),
             raw: m.content.clone(),
             time_iso: iso_time(t),
             time_label: time_label(t),
             edited: m.last_edited_date_time.is_some(),
             attachments: AttachmentView::list(&m.attachments),
             seen: m.seen == Some(true),
+            rich: crate::web::rich::RichView::new(m, viewer),
         }
     }
 
@@ -436,8 +439,11 @@ pub(super) async fn send(
         &state,
         UserSummary::from(&ctx.user),
         opened.conv,
-        &input.content,
-        input.client_key,
+        crate::attachments::Draft {
+            text: &input.content,
+            client_key: input.client_key,
+            rich: crate::web::rich::reply_to(input.reply_to_message_id.as_deref())?,
+        },
         input.files,
         AppError::BadRequest,
     )

@@ -96,7 +96,9 @@ pub(super) async fn edit_message(
     Form(input): Form<EditInput>,
 ) -> AppResult<Response> {
     let content = MessageContent::parse(&input.content).map_err(AppError::BadRequest)?;
-    let message = messages::edit(&state.db, &ctx.user, id, &content).await?;
+    let message = messages::edit(&state.db, &ctx.user, id, &content)
+        .await
+        .map_err(crate::web::attachments::for_pages)?;
     state.events.wake();
     back_to_conversation(&state, &ctx, &message).await
 }
