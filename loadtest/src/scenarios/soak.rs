@@ -262,6 +262,17 @@ struct Soak {
     retries: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// A transport error without the request's URL, so that errors of one kind count as one.
+fn without_url(e: &str) -> String {
+    match e.find(" for url (") {
+        Some(i) => match e[i..].find(')') {
+            Some(j) => format!("{}{}", &e[..i], &e[i + j + 1..]),
+            None => e.to_string(),
+        },
+        None => e.to_string(),
+    }
+}
+
 fn client_key(run: &str, n: u64) -> String {
     format!("soak-{run}-{n}")
 }
@@ -313,7 +324,10 @@ impl Soak {
                     (outcome, Some(status_error(resp).await))
                 }
             },
-            Err(e) => (Outcome::NoAnswer, Some(format!("no answer: {e}"))),
+            Err(e) => (
+                Outcome::NoAnswer,
+                Some(format!("no answer: {}", without_url(&e))),
+            ),
         };
         self.posts[index(phase)].add(outcome);
         let process = if api.base == self.apis[0].base {
@@ -1189,6 +1203,15 @@ mod tests {
         );
         assert_eq!(plan.users_of(1), [2, 3]);
         assert_eq!(plan.users_of(2), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn transport_errors_group_without_their_url() {
+        assert_eq!(
+            without_url("error sending request for url (http://h/api/messages/?a=b): reset"),
+            "error sending request: reset"
+        );
+        assert_eq!(without_url("connect error"), "connect error");
     }
 
     #[test]
