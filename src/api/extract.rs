@@ -45,9 +45,14 @@ impl From<JsonRejection> for AppError {
 }
 
 /// `limit` and `cursor` of every list: `limit` is required and must be above 0.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// How many to answer: required, above 0; more than 100 answers 100.
+    #[param(required = true, minimum = 1, value_type = i64)]
     pub limit: Option<i64>,
+    /// A `next_page` or `prev_page` of an earlier answer; none for the first page.
+    #[param(example = "next___42")]
     pub cursor: Option<String>,
 }
 

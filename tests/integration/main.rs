@@ -18,6 +18,7 @@ mod friends;
 mod limits;
 mod live;
 mod messages;
+mod openapi;
 mod operations;
 mod password_reset;
 mod pipeline;
