@@ -1,7 +1,7 @@
 //! The account itself: personal API tokens, "download my data" and deletion.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     Json,
 };
@@ -11,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     doc::{Notice, Null},
-    extract::ApiJson,
+    extract::{ApiJson, ApiPath},
 };
 use crate::{
     accounts,
@@ -137,7 +137,7 @@ async fn create_token(
 async fn revoke_token(
     State(state): State<AppState>,
     auth: ApiAuth,
-    Path(id): Path<i32>,
+    ApiPath(id): ApiPath<i32>,
 ) -> AppResult<Json<()>> {
     not_with_a_personal_token(&auth)?;
     if !api_tokens::revoke(&state.db, auth.user.user_id, id).await? {

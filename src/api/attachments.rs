@@ -4,7 +4,7 @@
 
 use axum::{
     body::Body,
-    extract::{DefaultBodyLimit, Path, Request, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -15,6 +15,7 @@ use utoipa_axum::{
     routes,
 };
 
+use super::extract::ApiPath;
 use crate::{
     attachments::{kind::content_disposition, Download, Variant},
     auth::ApiCaller,
@@ -100,7 +101,7 @@ async fn upload(
 async fn cancel(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> AppResult<StatusCode> {
     state.attachments.cancel(&state.db, me.user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -126,7 +127,7 @@ async fn cancel(
 async fn inline(
     state: State<AppState>,
     me: ApiCaller,
-    id: Path<String>,
+    id: ApiPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
     serve(state, me, id, headers, Variant::Inline).await
@@ -152,7 +153,7 @@ async fn inline(
 async fn thumbnail(
     state: State<AppState>,
     me: ApiCaller,
-    id: Path<String>,
+    id: ApiPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
     serve(state, me, id, headers, Variant::Thumbnail).await
@@ -178,7 +179,7 @@ async fn thumbnail(
 async fn download(
     state: State<AppState>,
     me: ApiCaller,
-    id: Path<String>,
+    id: ApiPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
     serve(state, me, id, headers, Variant::Download).await
@@ -187,7 +188,7 @@ async fn download(
 async fn serve(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     variant: Variant,
 ) -> AppResult<Response> {

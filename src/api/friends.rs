@@ -270,6 +270,7 @@ async fn block(
     params(UsernameQuery),
     responses(
         (status = 201, description = "unblocked; the body is `null`", body = Null),
+        (status = 400, description = "`user is not blocked`", body = ErrorBody),
         (status = 404, description = "`no such user exists`; `friendship was not found`", body = ErrorBody),
     ),
 )]

@@ -1,7 +1,7 @@
 //! Messages, conversations, group chats, read marks and typing.
 
 use axum::{
-    extract::{DefaultBodyLimit, FromRequest, Path, Request, State},
+    extract::{DefaultBodyLimit, FromRequest, Request, State},
     http::StatusCode,
     Json,
 };
@@ -15,7 +15,7 @@ use utoipa_axum::{
 use super::{
     also_at,
     doc::Null,
-    extract::{ApiJson, ApiQuery, PageQuery},
+    extract::{ApiJson, ApiPath, ApiQuery, PageQuery},
     friends::existing_user,
 };
 use crate::{
@@ -119,7 +119,7 @@ async fn direct_history(
 async fn group_history(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path(id): Path<GroupId>,
+    ApiPath(id): ApiPath<GroupId>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> AppResult<Json<Page<Message>>> {
     messages::require_member(&state.db, me.user_id, id).await?;
@@ -298,7 +298,7 @@ const MESSAGE_ID: &str = "the message's `message_id`";
 async fn edit(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
-    Path(id): Path<MessageId>,
+    ApiPath(id): ApiPath<MessageId>,
     ApiJson(body): ApiJson<EditBody>,
 ) -> AppResult<Json<Message>> {
     let content = parse_content(&body.content)?;
@@ -324,7 +324,7 @@ async fn edit(
 async fn delete(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
-    Path(id): Path<MessageId>,
+    ApiPath(id): ApiPath<MessageId>,
 ) -> AppResult<Json<()>> {
     messages::delete(&state.db, &me, id).await?;
     state.events.wake();
@@ -524,7 +524,7 @@ struct GroupDetails {
 async fn group_details(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
-    Path(id): Path<GroupId>,
+    ApiPath(id): ApiPath<GroupId>,
 ) -> AppResult<Json<GroupDetails>> {
     let chat = messages::require_member(&state.db, me.user_id, id).await?;
     let members = messages::members(&state.db, id).await?;
@@ -553,7 +553,7 @@ struct RenameBody {
 async fn rename_group(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
-    Path(id): Path<GroupId>,
+    ApiPath(id): ApiPath<GroupId>,
     ApiJson(body): ApiJson<RenameBody>,
 ) -> AppResult<Json<GroupChat>> {
     let name = parse_group_name(&body.name)?;
@@ -585,7 +585,7 @@ struct AddMemberBody {
 async fn add_member(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
-    Path(id): Path<GroupId>,
+    ApiPath(id): ApiPath<GroupId>,
     ApiJson(body): ApiJson<AddMemberBody>,
 ) -> AppResult<(StatusCode, Json<()>)> {
     let member = existing_user(&state, &body.username).await?;
@@ -613,7 +613,7 @@ async fn add_member(
 async fn remove_member(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
-    Path((id, username)): Path<(GroupId, String)>,
+    ApiPath((id, username)): ApiPath<(GroupId, String)>,
 ) -> AppResult<Json<()>> {
     let member = existing_user(&state, &username).await?;
     messages::remove_member(&state.db, &me, id, &member).await?;
@@ -636,7 +636,7 @@ async fn remove_member(
 async fn leave(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
-    Path(id): Path<GroupId>,
+    ApiPath(id): ApiPath<GroupId>,
 ) -> AppResult<Json<()>> {
     messages::remove_member(&state.db, &me, id, &me.clone()).await?;
     state.events.wake();
