@@ -7,7 +7,7 @@
 #
 #   scripts/fuzz_api.sh [path/to/messenger]      (default: the release build, else debug)
 #
-# FUZZ_EXAMPLES (default 40) bounds the generated cases per operation; Schemathesis comes
+# FUZZ_EXAMPLES (default 60) bounds the generated cases per operation; Schemathesis comes
 # from the tools virtualenv (.ci/run installs it there, pinned).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,13 +75,16 @@ api -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json
 
 # The event stream never ends, so a request/response fuzzer cannot judge it: its
 # errors are covered by the integration tests (tests/integration/live.rs).
+# Run from the scratch directory: Schemathesis keeps a cache in `.schemathesis/` there.
 status=0
-PYTHONPATH="scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=fuzz_api_auth \
+HOOKS_DIR="$PWD/scripts"
+cd "$WORK"
+PYTHONPATH="$HOOKS_DIR${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=fuzz_api_auth \
   "$SCHEMATHESIS" run "$FUZZ_BASE_URL/api/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
   --exclude-path /events \
-  --max-examples "${FUZZ_EXAMPLES:-40}" \
+  --max-examples "${FUZZ_EXAMPLES:-60}" \
   --workers 2 --request-timeout 10 --seed "${FUZZ_SEED:-17}" \
   --suppress-health-check all \
   --report junit --report-dir "${FUZZ_REPORT_DIR:-$WORK/report}" \

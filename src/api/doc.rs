@@ -108,15 +108,9 @@ pub fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
 }
 
 fn add_shared(method: &str, operation: &mut Operation) {
-    let authenticated = operation
-        .security
-        .as_ref()
-        .is_some_and(|s| !s.is_empty());
+    let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_input = operation.request_body.is_some()
-        || operation
-            .parameters
-            .as_ref()
-            .is_some_and(|p| !p.is_empty());
+        || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let mut add = |status: &str, description: &str, validation: bool| {
         let schema = if validation {
             "ValidationErrorBody"
@@ -220,7 +214,8 @@ pub async fn openapi_json() -> Response {
 
 /// Swagger UI runs from our own copies of its files (`build.rs` fetches them from npm)
 /// and needs inline styles; scripts stay our own.
-const DOCS_PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+const DOCS_PAGE_CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// A readable reference of this document (Swagger UI).

@@ -63,7 +63,10 @@ fn also_at(routes: UtoipaMethodRouter<AppState>, alias: &str) -> UtoipaMethodRou
         .expect("routes! yields one path");
     let mut item = item;
     for operation in doc::operations(&mut item).map(|(_, op)| op) {
-        operation.operation_id = operation.operation_id.take().map(|id| format!("{id}_alias"));
+        operation.operation_id = operation
+            .operation_id
+            .take()
+            .map(|id| format!("{id}_alias"));
         let described = operation.description.take().unwrap_or_default();
         operation.description = Some(format!("The same as `{canonical}`.\n\n{described}"));
     }

@@ -73,7 +73,12 @@ async fn served_methods(app: &TestApp, path: &str) -> BTreeSet<String> {
 }
 
 async fn document(app: &TestApp) -> Value {
-    let r = app.api.get(app.url("/api/openapi.json")).send().await.unwrap();
+    let r = app
+        .api
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"]
         .to_str()
