@@ -32,6 +32,8 @@ const NO_NPM: &str = "\n\nThe build fetches htmx from the npm registry (pinned i
 
 fn main() {
     println!("cargo:rerun-if-changed={LOCK}");
+    // `sqlx::migrate!` embeds the migrations: a new file there must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed={INSTALLED}");
     for (source, _) in VENDOR_FILES {
         println!("cargo:rerun-if-changed={source}");

@@ -28,7 +28,7 @@ trap cleanup EXIT
 serve() { # port, extra env...
   local port=$1; shift
   env DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-0123456789 \
-    SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 RUST_LOG=warn RDS_POOL_SIZE=32 \
+    SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 SENDS_PER_MINUTE=1000000 RUST_LOG=warn RDS_POOL_SIZE=32 \
     UPLOAD_DIR="$uploads/store" "$@" \
     "$bin/messenger" >"/tmp/bench-$port.log" 2>&1 &
   pids+=($!)

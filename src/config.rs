@@ -270,6 +270,12 @@ pub struct Settings {
     )]
     pub friend_requests_per_hour: u32,
 
+    /// Messages per minute per user (pages, API and socket.io together), all of them at
+    /// once if need be; counted over every process sharing the database, in the same
+    /// transaction that writes the messages
+    #[arg(long, env = "SENDS_PER_MINUTE", default_value = "600", value_parser = at_least_one)]
+    pub sends_per_minute: u32,
+
     /// Open connections per process; a connection beyond it is answered 429 and closed
     #[arg(long, env = "MAX_CONNECTIONS", default_value = "8192", value_parser = at_least_one)]
     pub max_connections: u32,
@@ -432,6 +438,8 @@ pub struct Config {
     pub password_resets_per_hour: u32,
     /// Friend requests allowed per hour per user.
     pub friend_requests_per_hour: u32,
+    /// Messages allowed per minute per user.
+    pub sends_per_minute: u32,
     /// Open connections per process; more are answered 429.
     pub max_connections: u32,
     /// Open event streams per user per process; more are answered 429.
@@ -558,6 +566,7 @@ impl Config {
             signups_per_hour: s.signups_per_hour,
             password_resets_per_hour: s.password_resets_per_hour,
             friend_requests_per_hour: s.friend_requests_per_hour,
+            sends_per_minute: s.sends_per_minute,
             max_connections: s.max_connections,
             max_streams_per_user: s.max_streams_per_user,
             smtp_url: s.smtp_url,

@@ -81,6 +81,14 @@ pub struct RenderedError {
 }
 
 impl AppError {
+    /// 429 for a rate: the client may retry after `wait` (rounded up to whole seconds,
+    /// so that a client that waits that long is let in).
+    pub fn too_many(wait: std::time::Duration) -> Self {
+        AppError::TooManyRequests {
+            retry_after_secs: wait.as_millis().div_ceil(1000).max(1) as u64,
+        }
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::BadRequest(detail.into())
     }

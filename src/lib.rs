@@ -20,6 +20,7 @@ pub mod events;
 pub mod health;
 pub mod mail;
 pub mod monitoring;
+pub mod rich;
 pub mod socketio;
 pub mod startup;
 pub mod state;

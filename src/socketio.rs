@@ -48,7 +48,8 @@ use crate::{
     store::{
         events::{self as event_store, NewEvent, StoredEvent},
         friends::{self, Relationship},
-        messages::{GroupId, Message, MessageEvent},
+        messages::{GroupId, Message, MessageEvent, MessageId},
+        rich::RichSend,
         sending::Outgoing,
         users::UserSummary,
     },
@@ -341,6 +342,8 @@ struct SendInput {
     content: String,
     group_chat_id: Option<GroupId>,
     addressee_username: Option<String>,
+    /// Additive (not in the original): the message this one answers.
+    reply_to_message_id: Option<MessageId>,
 }
 
 fn parse_send(data: &Value) -> Result<SendInput, AppError> {
@@ -365,19 +368,8 @@ fn parse_send(data: &Value) -> Result<SendInput, AppError> {
             ))
         }
     };
-    let group_chat_id = match fields.get("group_chat_id") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .and_then(|id| GroupId::try_from(id).ok())
-                .ok_or_else(|| {
-                    AppError::unprocessable(
-                        &["body", "group_chat_id"],
-                        "Input should be a valid integer",
-                    )
-                })?,
-        ),
-    };
+    let group_chat_id = optional_id(fields, "group_chat_id")?;
+    let reply_to_message_id = optional_id(fields, "reply_to_message_id")?;
     let addressee_username = match fields.get("addressee_username") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -392,7 +384,25 @@ fn parse_send(data: &Value) -> Result<SendInput, AppError> {
         content,
         group_chat_id,
         addressee_username,
+        reply_to_message_id,
     })
+}
+
+/// An optional integer field, checked as the HTTP body's `int | None` is.
+fn optional_id(
+    fields: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<i32>, AppError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::unprocessable(&["body", name], "Input should be a valid integer")
+            }),
+    }
 }
 
 /// A client's `message`: sent as `POST /api/messages/` sends, answered to this
@@ -447,6 +457,7 @@ async fn send(
         to,
         content,
         client_key: Some(key.clone()),
+        rich: RichSend::replying_to(input.reply_to_message_id),
     };
     match state.sends.send(&state.db, outgoing).await {
         Ok((message, true)) => {

@@ -53,6 +53,7 @@ use crate::{
     monitoring, socketio,
     state::AppState,
     store::{
+        limits::Rate,
         sending::{self, SendQueue},
         sessions::DbSessionStore,
         users::Directory,
@@ -125,6 +126,7 @@ impl Application {
             session_store.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(index_older_messages(db.clone()));
         let limits = Arc::new(RateLimits::new(&config, db.clone()));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
         let access = Arc::new(
@@ -171,6 +173,7 @@ impl Application {
                 db.multi_row_ids_are_consecutive()
                     .await
                     .context("reading the auto-increment settings")?,
+                Rate::per(config.sends_per_minute, Duration::from_secs(60)),
             ),
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
             access,
@@ -654,4 +657,15 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received: finishing in-flight requests");
+}
+
+/// Indexes for search the messages written before the index existed (`store::search`).
+async fn index_older_messages(db: crate::db::Db) {
+    match crate::store::search::backfill(&db).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(messages = n, "indexed older messages for search"),
+        Err(e) => {
+            tracing::warn!(error = %e, "indexing older messages for search failed; it resumes at the next start")
+        }
+    }
 }

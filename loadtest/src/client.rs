@@ -18,8 +18,9 @@ use serde_json::Value;
 
 pub const RATE_LIMIT_HINT: &str =
     "hint: the server rate-limits sign-ups (SIGNUPS_PER_HOUR, default 20 per IP) and \
-sign-ins (LOGIN_ATTEMPTS_PER_MINUTE, default 10 per account); for load runs start it with \
-SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 (see docs/loadtest.md)";
+sign-ins (LOGIN_ATTEMPTS_PER_MINUTE, default 10 per account) and messages (SENDS_PER_MINUTE, \
+default 600 per user); for load runs start it with SIGNUPS_PER_HOUR=1000000 \
+LOGIN_ATTEMPTS_PER_MINUTE=1000000 SENDS_PER_MINUTE=1000000 (see docs/loadtest.md)";
 
 #[derive(Clone)]
 pub struct Api {

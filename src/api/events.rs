@@ -43,6 +43,7 @@ struct StreamQuery {
 /// | `message` | `MessageEventData` | a message was sent to me, or by me (`client_key` is the sender's idempotency key) |
 /// | `message_edited` | `MessageEventData` | a message was edited, or its attachments were linked |
 /// | `message_deleted` | `MessageDeletedEventData` | a message was deleted |
+/// | `reaction` | `ReactionEventData` | someone reacted to a message, or took a reaction back |
 /// | `seen` | `SeenEventData` | someone (or I, elsewhere) read a conversation up to a message |
 /// | `typing` | `TypingEventData` | someone is typing to me (live only, never replayed) |
 /// | `presence` | `PresenceEventData` | a friend came online or went offline |
@@ -111,6 +112,25 @@ mod payloads {
         FriendRequest(FriendRequestEventData),
         Friendship(FriendshipEventData),
         GroupChat(GroupChatEventData),
+        Reaction(ReactionEventData),
+    }
+
+    /// `reaction`: `user_id` added or took back `emoji`; `reactions` are the message's
+    /// reactions after the change.
+    #[derive(Serialize, ToSchema)]
+    pub struct ReactionEventData {
+        message_id: i32,
+        group_chat_id: Option<i32>,
+        sender_id: Option<i32>,
+        /// (sic)
+        reciever_id: Option<i32>,
+        user_id: i32,
+        username: String,
+        emoji: String,
+        /// `added` or `removed`.
+        #[schema(example = "added")]
+        change: String,
+        reactions: Vec<crate::store::rich::ReactionSummary>,
     }
 
     /// `message` and `message_edited`: the message as `GET /messages/` answers it.

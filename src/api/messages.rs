@@ -29,6 +29,7 @@ use crate::{
         messages::{
             self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId,
         },
+        rich::{self, RichSend},
         users::{User, UserSummary},
     },
 };
@@ -73,7 +74,7 @@ const GROUP_ID: &str = "the group's `group_chat_id`";
     path = "/messages/",
     tag = "messages",
     security(("bearer" = [])),
-    params(HistoryQuery),
+    params(HistoryQuery, RenderQuery),
     responses(
         (status = 200, description = "a page of messages, newest first", body = Page<Message>),
         (status = 400, description = "`invalid cursor`", body = ErrorBody),
@@ -84,6 +85,7 @@ async fn direct_history(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
 ) -> AppResult<Json<Page<Message>>> {
     let other = state.directory.named(&state.db, &q.friend_username).await?;
     let (limit, cursor) = PageQuery {
@@ -91,16 +93,16 @@ async fn direct_history(
         cursor: q.cursor,
     }
     .parse()?;
-    Ok(Json(
-        messages::history(
-            &state.db,
-            me.user_id,
-            Conversation::Direct(other.user_id),
-            cursor.as_ref(),
-            limit,
-        )
-        .await?,
-    ))
+    let mut page = messages::history(
+        &state.db,
+        me.user_id,
+        Conversation::Direct(other.user_id),
+        cursor.as_ref(),
+        limit,
+    )
+    .await?;
+    rich::for_viewer(&mut page.results, me.user_id, render.html()?);
+    Ok(Json(page))
 }
 
 /// A group's messages, newest first. *Additive.*
@@ -109,7 +111,7 @@ async fn direct_history(
     path = "/group_chats/{id}/messages",
     tag = "group chats",
     security(("bearer" = [])),
-    params(("id" = i32, Path, description = GROUP_ID), PageQuery),
+    params(("id" = i32, Path, description = GROUP_ID), PageQuery, RenderQuery),
     responses(
         (status = 200, description = "a page of messages, newest first", body = Page<Message>),
         (status = 400, description = "`invalid cursor`", body = ErrorBody),
@@ -121,19 +123,43 @@ async fn group_history(
     ApiCaller(me): ApiCaller,
     ApiPath(id): ApiPath<GroupId>,
     ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
 ) -> AppResult<Json<Page<Message>>> {
     messages::require_member(&state.db, me.user_id, id).await?;
     let (limit, cursor) = q.parse()?;
-    Ok(Json(
-        messages::history(
-            &state.db,
-            me.user_id,
-            Conversation::Group(id),
-            cursor.as_ref(),
-            limit,
-        )
-        .await?,
-    ))
+    let mut page = messages::history(
+        &state.db,
+        me.user_id,
+        Conversation::Group(id),
+        cursor.as_ref(),
+        limit,
+    )
+    .await?;
+    rich::for_viewer(&mut page.results, me.user_id, render.html()?);
+    Ok(Json(page))
+}
+
+/// `?render=html`: message objects also carry their text as safe HTML (`html`).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RenderQuery {
+    /// `html`: messages also carry their text as safe HTML (`html`); `text` (the default)
+    /// leaves it out. *Additive.*
+    #[param(example = "html")]
+    render: Option<String>,
+}
+
+impl RenderQuery {
+    pub fn html(&self) -> AppResult<bool> {
+        match self.render.as_deref() {
+            None | Some("") | Some("text") => Ok(false),
+            Some("html") => Ok(true),
+            Some(_) => Err(AppError::unprocessable(
+                &["query", "render"],
+                "render must be html or text",
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -157,6 +183,8 @@ struct SendBody {
     /// may then be empty.
     #[serde(default)]
     attachment_ids: Vec<String>,
+    /// Additive: the message this one answers (same conversation).
+    reply_to_message_id: Option<MessageId>,
 }
 
 /// A send as a multipart form, files included. *Additive.*
@@ -192,27 +220,32 @@ impl FromRequest<AppState> for SendInput {
             });
         }
         let form = state.attachments.read_form(request, state).await?;
-        let group_chat_id = match form.field("group_chat_id").map(str::trim) {
-            None | Some("") | Some("null") => None,
-            Some(id) => Some(id.parse().map_err(|_| {
-                AppError::unprocessable(
-                    &["body", "group_chat_id"],
-                    "Input should be a valid integer",
-                )
-            })?),
-        };
         let body = SendBody {
             content: form.field("content").unwrap_or_default().to_string(),
-            group_chat_id,
+            group_chat_id: optional_id(&form, "group_chat_id")?,
             client_key: form.field("client_key").map(String::from),
             attachment_ids: attachments::Files::parse_ids(
                 form.field("attachment_ids").unwrap_or_default(),
             ),
+            reply_to_message_id: optional_id(&form, "reply_to_message_id")?,
         };
         Ok(Self {
             body,
             uploads: form.files,
         })
+    }
+}
+
+/// An optional integer field of a multipart send: absent, empty or `null` is none.
+fn optional_id<T: std::str::FromStr>(
+    form: &attachments::upload::Form,
+    name: &str,
+) -> AppResult<Option<T>> {
+    match form.field(name).map(str::trim) {
+        None | Some("") | Some("null") => Ok(None),
+        Some(id) => id.parse().map(Some).map_err(|_| {
+            AppError::unprocessable(&["body", name], "Input should be a valid integer")
+        }),
     }
 }
 
@@ -227,7 +260,7 @@ pub fn parse_content(raw: &str) -> AppResult<MessageContent> {
     path = "/messages/",
     tag = "messages",
     security(("bearer" = [])),
-    params(SendQuery),
+    params(SendQuery, RenderQuery),
     request_body(content(
         (SendBody = "application/json"),
         (SendForm = "multipart/form-data"),
@@ -244,8 +277,11 @@ async fn send(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<SendQuery>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
     SendInput { body, uploads }: SendInput,
 ) -> AppResult<(StatusCode, Json<Message>)> {
+    let with_html = render.html()?;
+    let my_id = me.user_id;
     let to = conversations::resolve(&state, q.addressee_username.as_deref(), body.group_chat_id)
         .await?
         .conversation();
@@ -253,11 +289,20 @@ async fn send(
         ids: body.attachment_ids,
         uploads,
     };
-    let (message, created) =
-        attachments::send(&state, me, to, &body.content, body.client_key, files, |m| {
-            AppError::unprocessable(&["body", "content"], m)
-        })
-        .await?;
+    let (mut message, created) = attachments::send(
+        &state,
+        me,
+        to,
+        attachments::Draft {
+            text: &body.content,
+            client_key: body.client_key,
+            rich: RichSend::replying_to(body.reply_to_message_id),
+        },
+        files,
+        |m| AppError::unprocessable(&["body", "content"], m),
+    )
+    .await?;
+    rich::for_viewer(std::slice::from_mut(&mut message), my_id, with_html);
     if created {
         state.events.wake();
     }
@@ -286,7 +331,7 @@ const MESSAGE_ID: &str = "the message's `message_id`";
     path = "/messages/{id}",
     tag = "messages",
     security(("bearer" = [])),
-    params(("id" = i32, Path, description = MESSAGE_ID)),
+    params(("id" = i32, Path, description = MESSAGE_ID), RenderQuery),
     request_body = EditBody,
     responses(
         (status = 200, description = "the edited message", body = Message),
@@ -299,10 +344,13 @@ async fn edit(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
     ApiPath(id): ApiPath<MessageId>,
+    ApiQuery(render): ApiQuery<RenderQuery>,
     ApiJson(body): ApiJson<EditBody>,
 ) -> AppResult<Json<Message>> {
+    let with_html = render.html()?;
     let content = parse_content(&body.content)?;
-    let message = messages::edit(&state.db, &me, id, &content).await?;
+    let mut message = messages::edit(&state.db, &me, id, &content).await?;
+    rich::for_viewer(std::slice::from_mut(&mut message), me.user_id, with_html);
     state.events.wake();
     Ok(Json(message))
 }

@@ -13,6 +13,7 @@ mod events;
 pub mod extract;
 mod friends;
 mod messages;
+mod rich;
 mod users;
 
 use axum::Router;
@@ -35,6 +36,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(friends::router())
         .merge(messages::router())
+        .merge(rich::router())
         .merge(events::router())
         .routes(routes!(doc::openapi_json))
         .routes(routes!(doc::docs_page))

@@ -50,6 +50,7 @@ use crate::{
     store::{
         attachments::{self as rows, AttachmentRow, NewAttachment},
         messages::{Conversation, Message},
+        rich::RichSend,
         sending::Outgoing,
         users::{UserId, UserSummary},
     },
@@ -469,6 +470,15 @@ impl Attachments {
     }
 }
 
+/// What the sender wrote, as the composer or the API received it.
+pub struct Draft<'a> {
+    pub text: &'a str,
+    /// The idempotency key: the same key from the same sender posts once.
+    pub client_key: Option<String>,
+    /// The message it answers (its mentions are found when it is sent).
+    pub rich: RichSend,
+}
+
 /// Sends a message, with files when there are any: the one send path of the pages and the
 /// API. Without files it is exactly the plain send (the text is required); with files the
 /// text is an optional caption, the named uploads are claimed and the request's own files
@@ -478,11 +488,15 @@ pub async fn send(
     state: &AppState,
     sender: UserSummary,
     to: Conversation,
-    text: &str,
-    client_key: Option<String>,
+    draft: Draft<'_>,
     files: Files,
     bad_text: impl Fn(String) -> AppError,
 ) -> AppResult<(Message, bool)> {
+    let Draft {
+        text,
+        client_key,
+        rich,
+    } = draft;
     let attachments = &state.attachments;
     let db = &state.db;
     if files.is_empty() {
@@ -496,6 +510,7 @@ pub async fn send(
                     to,
                     content,
                     client_key,
+                    rich,
                 },
             )
             .await;
@@ -527,6 +542,7 @@ pub async fn send(
         to,
         content,
         client_key,
+        rich,
     };
     match state.sends.send(db, outgoing).await {
         Ok((message, true)) => {

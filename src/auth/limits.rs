@@ -13,7 +13,10 @@
 //!
 //! Password resets: `PASSWORD_RESETS_PER_HOUR` per email address (as typed, lower-cased,
 //! whether or not an account has it) and five times that per client IP. Friend requests:
-//! `FRIEND_REQUESTS_PER_HOUR` per user. Typing reports: 30 a minute per user, in this
+//! `FRIEND_REQUESTS_PER_HOUR` per user. Messages: `SENDS_PER_MINUTE` per user, counted
+//! not here but in each send batch's own transaction (`store::sending`, through
+//! `store::limits::Ledger`), so that the check costs the batch one read and one write
+//! rather than a round trip per message. Typing reports: 30 a minute per user, in this
 //! process only (they are live-only and cheap to refuse; a shared count would cost a
 //! database write per keystroke report). Event streams: `MAX_STREAMS_PER_USER` open at
 //! once per user in this process ([`StreamSlots`]).
@@ -25,7 +28,6 @@ use std::{
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sha2::{Digest, Sha256};
 
 use crate::{
     config::Config,
@@ -55,7 +57,7 @@ impl Limit {
     }
 
     fn key(&self, subject: &str) -> String {
-        hex::encode(Sha256::digest(format!("{}:{subject}", self.name)))
+        shared::key(self.name, subject)
     }
 
     /// Counts one request of `subject` in this process only.
@@ -66,7 +68,7 @@ impl Limit {
     fn check_key_locally(&self, key: &String) -> Result<(), AppError> {
         if let Err(not_until) = self.local.check_key(key) {
             use governor::clock::{Clock, DefaultClock};
-            return Err(too_many(
+            return Err(AppError::too_many(
                 not_until.wait_time_from(DefaultClock::default().now()),
             ));
         }
@@ -79,19 +81,12 @@ impl Limit {
         self.check_key_locally(&key)?;
         match shared::take(db, &key, self.rate, now_ms()).await? {
             None => Ok(()),
-            Some(wait) => Err(too_many(wait)),
+            Some(wait) => Err(AppError::too_many(wait)),
         }
     }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn too_many(wait: Duration) -> AppError {
-    AppError::TooManyRequests {
-        // Rounded up: a client that waits this long is let in.
-        retry_after_secs: wait.as_millis().div_ceil(1000).max(1) as u64,
-    }
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

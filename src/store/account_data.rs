@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{
     events::{NewEvent, Outbox},
-    messages::{GroupChat, GroupId, Message},
+    messages::{GroupChat, GroupId, Message, MESSAGE_COLUMNS},
     users::{PublicProfile, User, UserId, UserSummary},
 };
 use crate::{
@@ -52,9 +52,8 @@ pub struct ProfileExport {
     pub display_name: Option<String>,
 }
 
-const MESSAGE_COLUMNS: &str =
-    "m.message_id, m.sender_id, su.username AS sender_username, m.reciever_id, m.content, \
-     m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen";
+/// Messages per query filling in files, replies, mentions and reactions.
+const FILL_CHUNK: usize = 500;
 
 async fn list(db: &Db, me: UserId, code: &str) -> Result<Vec<UserSummary>, sqlx::Error> {
     db_run!(db, |pool| {
@@ -85,7 +84,7 @@ pub async fn export(db: &Db, user: &User) -> AppResult<AccountExport> {
             OR m.group_chat_id IN (SELECT group_chat_id FROM group_chat_member WHERE member_id = ?) \
          ORDER BY m.message_id"
     );
-    let messages = db_run!(db, |pool| {
+    let mut messages = db_run!(db, |pool| {
         sqlx::query_as::<_, Message>(&sql)
             .bind(me)
             .bind(me)
@@ -93,6 +92,11 @@ pub async fn export(db: &Db, user: &User) -> AppResult<AccountExport> {
             .fetch_all(pool)
             .await
     })?;
+    // With what each message carries beyond its text, as the API shows it.
+    for chunk in messages.chunks_mut(FILL_CHUNK) {
+        super::attachments::fill(db, chunk).await?;
+        super::rich::fill(db, me, chunk).await?;
+    }
     Ok(AccountExport {
         exported_at: format!("{}Z", db::format_time(db::now())),
         profile: ProfileExport {
@@ -136,6 +140,11 @@ pub async fn delete(db: &Db, user: &User) -> AppResult<()> {
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE message SET sender_id = NULL, client_key = NULL WHERE sender_id = ?")
+            .bind(me)
+            .execute(&mut *tx)
+            .await?;
+        // Their group messages stay searchable, as from "deleted user".
+        sqlx::query("UPDATE message_search SET sender_id = NULL WHERE sender_id = ?")
             .bind(me)
             .execute(&mut *tx)
             .await?;

@@ -9,7 +9,7 @@ use sqlx::{FromRow, QueryBuilder};
 use time::PrimitiveDateTime;
 
 use super::{
-    events::{NewEvent, Outbox},
+    events::Outbox,
     messages::{Message, MessageId},
     users::UserId,
 };
@@ -217,10 +217,12 @@ pub async fn link(db: &Db, message: &Message, rows: &[AttachmentRow]) -> AppResu
                 .flatten()
                 .collect(),
         };
-        tx.write_events(&NewEvent::to_each(
+        // With its reply and mentions (`mentioned` set per reader), as the send's event.
+        tx.write_events(&super::rich::message_events(
             "message_edited",
             &participants,
             &message,
+            None,
         ))
         .await?;
         Ok::<_, AppError>(())

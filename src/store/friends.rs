@@ -620,6 +620,35 @@ pub async fn accepted_friend_ids(db: &Db, me: UserId) -> Result<Vec<UserId>, sql
     })
 }
 
+/// My friends whose name starts with `prefix` (any case), in name order.
+#[tracing::instrument(skip(db))]
+pub async fn friends_with_prefix(
+    db: &Db,
+    me: UserId,
+    prefix: &str,
+    limit: u32,
+) -> Result<Vec<UserSummary>, sqlx::Error> {
+    let escaped: String = prefix
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '!' => vec!['!', c],
+            c => vec![c],
+        })
+        .collect();
+    db_run!(db, |pool| {
+        sqlx::query_as::<_, UserSummary>(
+            "SELECT other_id AS user_id, other_username AS username FROM friend_list \
+             WHERE owner_id = ? AND list = 'F' AND LOWER(other_username) LIKE LOWER(?) ESCAPE '!' \
+             ORDER BY other_username LIMIT ?",
+        )
+        .bind(me)
+        .bind(format!("{escaped}%"))
+        .bind(i64::from(limit.clamp(1, 100)))
+        .fetch_all(pool)
+        .await
+    })
+}
+
 /// Users whose name starts with `prefix`, leaving out me and anyone who blocked me.
 #[tracing::instrument(skip(db))]
 pub async fn search(

@@ -10,6 +10,7 @@ use time::PrimitiveDateTime;
 use super::{
     events::{NewEvent, Outbox},
     friends::{self, Talk},
+    rich::RichIndex,
     users::{User, UserId, UserSummary},
 };
 use crate::{
@@ -50,6 +51,10 @@ pub struct Message {
     #[sqlx(skip)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<super::attachments::Attachment>,
+    /// Additive: replies, mentions, reactions (`store::rich`).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub rich: super::rich::RichFields,
 }
 
 /// The payload of a `message` event: the message, and the sender's idempotency key when
@@ -63,9 +68,9 @@ pub struct MessageEvent<M = Message, K = String> {
     pub client_key: Option<K>,
 }
 
-const MESSAGE_COLUMNS: &str =
+pub(crate) const MESSAGE_COLUMNS: &str =
     "m.message_id, m.sender_id, su.username AS sender_username, m.reciever_id, m.content, \
-     m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen";
+     m.group_chat_id, m.created_date_time, m.last_edited_date_time, m.seen, m.reply_to_message_id";
 
 /// Which conversation: a direct one with a user, or a group chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +111,7 @@ macro_rules! group_member_ids {
 }
 
 /// The message `sender` posted with this idempotency key, if any.
-pub async fn by_client_key(
-    db: &Db,
-    sender: UserId,
-    key: &str,
-) -> Result<Option<Message>, sqlx::Error> {
+pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> AppResult<Option<Message>> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM message m LEFT JOIN user su ON su.user_id = m.sender_id \
          WHERE m.sender_id = ? AND m.client_key = ?"
@@ -122,6 +123,7 @@ pub async fn by_client_key(
         .await)?;
     let mut found: Vec<Message> = found.into_iter().collect();
     super::attachments::fill(db, &mut found).await?;
+    super::rich::fill(db, sender, &mut found).await?;
     Ok(found.pop())
 }
 
@@ -203,6 +205,7 @@ pub async fn history(
         rows.reverse();
     }
     super::attachments::fill(db, &mut rows).await?;
+    super::rich::fill(db, me, &mut rows).await?;
     Ok(Page::from_rows(rows, limit, cursor, |m| {
         m.message_id.to_string()
     }))
@@ -225,7 +228,7 @@ pub async fn require_member(db: &Db, me: UserId, group: GroupId) -> AppResult<Gr
 }
 
 /// A message `me` may see (theirs, to them, or in their group), or 404.
-async fn visible_message(
+pub(crate) async fn visible_message(
     db: &Db,
     me: UserId,
     message_id: MessageId,
@@ -252,7 +255,7 @@ async fn visible_message(
 
 /// A direct message's two sides may only touch it (edit, delete) while they may talk:
 /// nothing reaches a user who blocked the other, or was blocked, or unfriended.
-async fn require_talk(db: &Db, me: UserId, message: &Message) -> AppResult<()> {
+pub(crate) async fn require_talk(db: &Db, me: UserId, message: &Message) -> AppResult<()> {
     if let (None, Some(reciever)) = (message.group_chat_id, message.reciever_id) {
         let other = if reciever == me {
             message.sender_id.unwrap_or(reciever)
@@ -262,6 +265,25 @@ async fn require_talk(db: &Db, me: UserId, message: &Message) -> AppResult<()> {
         friends::may_talk(db, me, other).await?.require()?;
     }
     Ok(())
+}
+
+/// One message `me` may see (theirs, to them, or in their group), or 404.
+pub async fn visible(db: &Db, me: UserId, message_id: MessageId) -> AppResult<Message> {
+    Ok(visible_message(db, me, message_id).await?.0)
+}
+
+/// The id of the last group message `me` has read (0 before the first).
+pub async fn last_read(db: &Db, me: UserId, group: GroupId) -> AppResult<MessageId> {
+    let id: Option<MessageId> = db_run!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT last_read_message_id FROM group_chat_member WHERE group_chat_id = ? AND member_id = ?",
+        )
+        .bind(group)
+        .bind(me)
+        .fetch_optional(pool)
+        .await
+    })?;
+    Ok(id.unwrap_or(0))
 }
 
 /// Edits my own message; everyone in the conversation hears `message_edited`.
@@ -282,8 +304,11 @@ pub async fn edit(
     let now = db::now();
     message.content = content.as_str().to_string();
     message.last_edited_date_time = Some(now);
-    // The event replaces the message on every page: with its files.
+    // The event replaces the message on every page: with its files, reply, reactions.
     super::attachments::fill(db, std::slice::from_mut(&mut message)).await?;
+    // Mentions checked again and the search postings replaced, in the edit's transaction.
+    super::rich::fill(db, me.user_id, std::slice::from_mut(&mut message)).await?;
+    message.rich.mentions = super::rich::prepare_edit(db, me.user_id, &message).await?;
     db_tx!(db, |tx| {
         sqlx::query("UPDATE message SET content = ?, last_edited_date_time = ? WHERE message_id = ? AND sender_id = ?")
             .bind(content.as_str())
@@ -292,10 +317,13 @@ pub async fn edit(
             .bind(me.user_id)
             .execute(&mut *tx)
             .await?;
-        tx.write_events(&NewEvent::to_each(
+        tx.unindex_message(message_id).await?;
+        tx.index_messages(&[&message]).await?;
+        tx.write_events(&super::rich::message_events(
             "message_edited",
             &participants,
             &message,
+            None,
         ))
         .await?;
         Ok::<_, AppError>(())

@@ -49,7 +49,9 @@ use tokio_util::sync::CancellationToken;
 use super::{
     events::{NewEvent, Outbox},
     friends::{self, talk_rights, Talk},
-    messages::{self, Conversation, Message, MessageEvent, MessageId},
+    limits::{self, Ledger, Rate},
+    messages::{self, Conversation, Message, MessageId},
+    rich::{RichIndex, RichSend},
     users::{UserId, UserSummary},
 };
 use crate::{
@@ -78,6 +80,8 @@ pub struct Outgoing {
     pub content: MessageContent,
     /// The idempotency key: the same key from the same sender posts once.
     pub client_key: Option<String>,
+    /// The message answered, and (once checked) whom it mentions: `store::rich`.
+    pub rich: RichSend,
 }
 
 type Reply = oneshot::Sender<AppResult<Message>>;
@@ -133,6 +137,8 @@ struct Shared {
     db: Db,
     circuit: Circuit,
     consecutive_ids: bool,
+    /// `SENDS_PER_MINUTE`, per sender, counted in each batch's transaction.
+    send_rate: Rate,
     stop: CancellationToken,
     writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     panic_next_batch: AtomicBool,
@@ -141,13 +147,20 @@ struct Shared {
 impl SendQueue {
     /// Starts `writers` writer tasks on `db`. More than one lets a batch be written while
     /// the next one gathers; they stop at [`SendQueue::drain`].
-    pub fn start(db: Db, circuit: Circuit, writers: usize, consecutive_ids: bool) -> Self {
+    pub fn start(
+        db: Db,
+        circuit: Circuit,
+        writers: usize,
+        consecutive_ids: bool,
+        send_rate: Rate,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         let shared = Arc::new(Shared {
             db,
             circuit,
             consecutive_ids,
+            send_rate,
             stop: CancellationToken::new(),
             writers: std::sync::Mutex::new(Vec::new()),
             panic_next_batch: AtomicBool::new(false),
@@ -170,6 +183,22 @@ impl SendQueue {
         let sender = outgoing.sender.user_id;
         let key = outgoing.client_key.clone();
         self.shared.circuit.check()?;
+        // Replies and mentions are checked here, before the batch: a refused one is the
+        // caller's own error and holds up nobody.
+        outgoing.rich = match super::rich::prepare_send(db, &outgoing).await {
+            Ok(rich) => rich,
+            // A retry of a send that went out before its original was deleted.
+            Err(refused @ (AppError::NotFound(_) | AppError::Unprocessable { .. })) => {
+                return match &key {
+                    Some(key) => match messages::by_client_key(db, sender, key).await? {
+                        Some(existing) => Ok((existing, false)),
+                        None => Err(refused),
+                    },
+                    None => Err(refused),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let deadline = Instant::now() + SEND_DEADLINE;
         let claim = Arc::new(Claim::default());
         let _abandon_if_dropped = AbandonOnDrop(claim.clone());
@@ -406,9 +435,15 @@ impl Shared {
     /// One transaction; a panic in it is caught and rolls it back.
     async fn attempt(&self, conn: &mut Conn, sends: &[Outgoing]) -> Attempt {
         let fault = self.panic_next_batch.swap(false, Ordering::AcqRel);
-        match AssertUnwindSafe(write(conn, sends, self.consecutive_ids, fault))
-            .catch_unwind()
-            .await
+        match AssertUnwindSafe(write(
+            conn,
+            sends,
+            self.consecutive_ids,
+            self.send_rate,
+            fault,
+        ))
+        .catch_unwind()
+        .await
         {
             Ok(Ok(results)) => Attempt::Done(results),
             Ok(Err(Failure::Before(e))) => Attempt::NotWritten(e),
@@ -529,15 +564,27 @@ macro_rules! batch_tx {
     };
 }
 
+/// The limit `SENDS_PER_MINUTE` counts under, per sender.
+const SEND_LIMIT: &str = "send/user";
+
 /// Writes `sends` in one transaction: one answer per send, in order, or why the
 /// transaction failed. `fault` panics mid-transaction ([`SendQueue::panic_in_next_batch`]).
 async fn write(
     conn: &mut Conn,
     sends: &[Outgoing],
     consecutive_ids: bool,
+    send_rate: Rate,
     fault: bool,
 ) -> Result<Vec<AppResult<Message>>, Failure> {
     let now = db::now();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let rate_keys: Vec<String> = sends
+        .iter()
+        .map(|s| limits::key(SEND_LIMIT, &s.sender.user_id.to_string()))
+        .collect();
     let mut pairs: Vec<(UserId, UserId)> = Vec::new();
     let mut groups: Vec<messages::GroupId> = Vec::new();
     for send in sends {
@@ -573,15 +620,27 @@ async fn write(
         // Who may post and who hears it; then the ids: one multi-row INSERT for the sends
         // without an idempotency key where the ids come out consecutive, and a row at a
         // time for the rest (a repeated key must fail alone).
-        let recipients: Vec<AppResult<Vec<UserId>>> =
+        let mut recipients: Vec<AppResult<Vec<UserId>>> =
             sends.iter().map(|s| rights.recipients(s)).collect();
+        // Each sender's rate, counted with the messages: one read and one write for the
+        // batch, and a rolled-back batch counts nothing.
+        let permitted: Vec<usize> = (0..sends.len())
+            .filter(|&i| recipients[i].is_ok())
+            .collect();
+        let keys: Vec<&str> = permitted.iter().map(|&i| rate_keys[i].as_str()).collect();
+        let answers = tx.take_each(&keys, send_rate, now_ms).await?;
+        for (&i, answer) in permitted.iter().zip(answers) {
+            if let Some(wait) = answer {
+                recipients[i] = Err(AppError::too_many(wait));
+            }
+        }
         let mut ids: Vec<Option<AppResult<MessageId>>> = sends.iter().map(|_| None).collect();
         let together: Vec<usize> = (0..sends.len())
             .filter(|&i| recipients[i].is_ok() && sends[i].client_key.is_none())
             .collect();
         if consecutive_ids && together.len() > 1 {
             let mut insert = QueryBuilder::new(
-                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) ",
+                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key, reply_to_message_id) ",
             );
             insert.push_values(&together, |mut row, &i| {
                 let (reciever_id, group_chat_id) = columns(sends[i].to);
@@ -591,7 +650,8 @@ async fn write(
                     .push_bind(now)
                     .push_bind(group_chat_id)
                     .push_bind(0)
-                    .push_bind(None::<&str>);
+                    .push_bind(None::<&str>)
+                    .push_bind(sends[i].rich.reply_to);
             });
             let done = insert.build().execute(&mut *tx).await?;
             if done.rows_affected() != together.len() as u64 {
@@ -613,8 +673,8 @@ async fn write(
             }
             let (reciever_id, group_chat_id) = columns(send.to);
             let inserted = sqlx::query(
-                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key) \
-                 VALUES (?, ?, ?, ?, ?, 0, ?)",
+                "INSERT INTO message (sender_id, reciever_id, content, created_date_time, group_chat_id, seen, client_key, reply_to_message_id) \
+                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
             )
             .bind(send.sender.user_id)
             .bind(reciever_id)
@@ -622,6 +682,7 @@ async fn write(
             .bind(now)
             .bind(group_chat_id)
             .bind(send.client_key.as_deref())
+            .bind(send.rich.reply_to)
             .execute(&mut *tx)
             .await;
             ids[i] = Some(match inserted {
@@ -652,6 +713,7 @@ async fn write(
                         last_edited_date_time: None,
                         seen: Some(false),
                         attachments: Vec::new(),
+                        rich: send.rich.fields(),
                     };
                     sent.push((message.clone(), recipients, send.client_key.as_deref()));
                     results.push(Ok(message));
@@ -660,17 +722,16 @@ async fn write(
                 (Ok(_), None) => unreachable!("every permitted send was inserted"),
             }
         }
+        // Mentions and search postings, with the messages (`store::rich`).
+        tx.index_messages(&sent.iter().map(|(m, _, _)| m).collect::<Vec<_>>())
+            .await?;
         // Events in message order, so that every stream sees a conversation in id order.
         sent.sort_by_key(|(m, _, _)| m.message_id);
         let events: Vec<NewEvent> = sent
             .iter()
             .flat_map(|(message, recipients, client_key)| {
                 // socket.io senders recognise their own message by its key.
-                let payload = MessageEvent {
-                    message,
-                    client_key: *client_key,
-                };
-                NewEvent::to_each("message", recipients, &payload)
+                super::rich::message_events("message", recipients, message, *client_key)
             })
             .collect();
         if fault {

@@ -115,6 +115,8 @@ pub struct ComposerInput {
     pub content: String,
     pub client_key: Option<String>,
     pub files: Files,
+    /// The message answered (set by `static/rich.js`).
+    pub reply_to_message_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +126,7 @@ struct ComposerForm {
     client_key: Option<String>,
     #[serde(default)]
     attachment_ids: String,
+    reply_to_message_id: Option<String>,
 }
 
 impl FromRequest<AppState> for ComposerInput {
@@ -139,6 +142,7 @@ impl FromRequest<AppState> for ComposerInput {
             return Ok(Self {
                 content: form.field("content").unwrap_or_default().to_string(),
                 client_key: form.field("client_key").map(String::from),
+                reply_to_message_id: form.field("reply_to_message_id").map(String::from),
                 files: Files {
                     ids: Files::parse_ids(form.field("attachment_ids").unwrap_or_default()),
                     uploads: form.files,
@@ -152,6 +156,7 @@ impl FromRequest<AppState> for ComposerInput {
         Ok(Self {
             content: form.content,
             client_key: form.client_key,
+            reply_to_message_id: form.reply_to_message_id,
             files: Files {
                 ids: Files::parse_ids(&form.attachment_ids),
                 uploads: Vec::new(),

@@ -3,7 +3,8 @@
 use askama::Template;
 use axum::{
     extract::{Query, State},
-    response::{Html, IntoResponse, Response},
+    http::HeaderMap,
+    response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
     Form, Router,
 };
@@ -11,15 +12,15 @@ use serde::Deserialize;
 
 use super::{
     avatar::{display_names, Person},
-    redirect, render, Ctx, Layout, UsernameInput,
+    current_page_path, redirect, render, Ctx, Layout, UsernameInput,
 };
 use crate::{
-    error::AppResult,
+    domain::cursor::Cursor,
+    error::{AppError, AppResult},
     state::AppState,
     store::{
         events as event_store,
         friends::{self as friend_store, ListKind, Relationship},
-        users::UserSummary,
     },
 };
 
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/friends", get(friends_page))
         .route("/friends/sections", get(sections))
+        .route("/friends/more", get(more))
         .route("/friends/search", get(search))
         .route("/friends/request", post(send_request))
         .route("/friends/accept", post(accept))
@@ -36,48 +38,126 @@ pub fn router() -> Router<AppState> {
         .route("/friends/remove", post(remove))
 }
 
-struct FriendRow {
+/// Someone in one of the lists (friends, requests, blocked).
+struct PersonRow {
     user_id: i32,
     username: String,
+    /// Display name (else username) and avatar.
     person: Person,
+    /// Friends only: whether they are online now (then kept live by the stream).
     online: bool,
 }
 
+/// One of the four lists, a page of it at a time: past [`LIST_LIMIT`] people, "Show
+/// more" continues after the last name shown (search stays the fast way to one person).
+struct Section {
+    kind: &'static str,
+    rows: Vec<PersonRow>,
+    total: i64,
+    /// The name the next page starts after.
+    more: Option<String>,
+}
+
 struct Sections {
-    friends: Vec<FriendRow>,
-    received: Vec<UserSummary>,
-    sent: Vec<UserSummary>,
-    blocked: Vec<UserSummary>,
+    friends: Section,
+    received: Section,
+    sent: Section,
+    blocked: Section,
 }
 
 const LIST_LIMIT: u32 = 100;
 
-async fn load_sections(state: &AppState, me: i32) -> AppResult<Sections> {
-    let friends = friend_store::list(&state.db, me, ListKind::Friends, None, LIST_LIMIT)
-        .await?
-        .results;
-    let ids: Vec<i32> = friends.iter().map(|f| f.user_id).collect();
-    let online = event_store::online_among(&state.db, &ids).await?;
-    let names = display_names(state, ids.iter().copied()).await?;
-    Ok(Sections {
-        friends: friends
+/// Which list a "Show more" continues.
+fn list_kind(name: &str) -> Option<(&'static str, ListKind)> {
+    match name {
+        "friends" => Some(("friends", ListKind::Friends)),
+        "received" => Some(("received", ListKind::RequestsReceived)),
+        "sent" => Some(("sent", ListKind::RequestsSent)),
+        "blocked" => Some(("blocked", ListKind::Blocked)),
+        _ => None,
+    }
+}
+
+async fn load_section(
+    state: &AppState,
+    me: i32,
+    name: &str,
+    after: Option<&str>,
+    total: i64,
+) -> AppResult<Section> {
+    let (kind, list) = list_kind(name).expect("a known list");
+    let cursor = after
+        .filter(|a| !a.is_empty())
+        .map(|a| Cursor::Next(a.to_string()));
+    let page = friend_store::list(&state.db, me, list, cursor.as_ref(), LIST_LIMIT).await?;
+    let more = page
+        .cursor
+        .next_page
+        .as_ref()
+        .and_then(|_| page.results.last().map(|u| u.username.clone()));
+    let online = if kind == "friends" {
+        let ids: Vec<i32> = page.results.iter().map(|f| f.user_id).collect();
+        event_store::online_among(&state.db, &ids).await?
+    } else {
+        Default::default()
+    };
+    let names = display_names(state, page.results.iter().map(|u| u.user_id)).await?;
+    Ok(Section {
+        kind,
+        total,
+        more,
+        rows: page
+            .results
             .into_iter()
-            .map(|f| FriendRow {
-                online: online.contains(&f.user_id),
-                person: Person::new(&f.username, names.get(&f.user_id).map(String::as_str)),
-                user_id: f.user_id,
-                username: f.username,
+            .map(|u| PersonRow {
+                online: online.contains(&u.user_id),
+                person: Person::new(&u.username, names.get(&u.user_id).map(String::as_str)),
+                user_id: u.user_id,
+                username: u.username,
             })
             .collect(),
-        received: friend_store::list(&state.db, me, ListKind::RequestsReceived, None, LIST_LIMIT)
-            .await?
-            .results,
-        sent: friend_store::list(&state.db, me, ListKind::RequestsSent, None, LIST_LIMIT)
-            .await?
-            .results,
-        blocked: friend_store::list(&state.db, me, ListKind::Blocked, None, LIST_LIMIT)
-            .await?
-            .results,
+    })
+}
+
+/// Where each list starts: at its beginning, or (a "Show more" link followed without
+/// JavaScript) after a name.
+#[derive(Deserialize, Default)]
+struct SectionsQuery {
+    friends_after: Option<String>,
+    received_after: Option<String>,
+    sent_after: Option<String>,
+    blocked_after: Option<String>,
+}
+
+async fn load_sections(state: &AppState, me: i32, q: &SectionsQuery) -> AppResult<Sections> {
+    let counts = friend_store::counts(&state.db, me).await?;
+    let total = |k: &str| counts.get(k).copied().unwrap_or(0);
+    Ok(Sections {
+        friends: load_section(
+            state,
+            me,
+            "friends",
+            q.friends_after.as_deref(),
+            total("friends"),
+        )
+        .await?,
+        received: load_section(
+            state,
+            me,
+            "received",
+            q.received_after.as_deref(),
+            total("received"),
+        )
+        .await?,
+        sent: load_section(state, me, "sent", q.sent_after.as_deref(), total("sent")).await?,
+        blocked: load_section(
+            state,
+            me,
+            "blocked",
+            q.blocked_after.as_deref(),
+            total("blocked"),
+        )
+        .await?,
     })
 }
 
@@ -95,9 +175,21 @@ struct SectionsFragment {
     s: Sections,
 }
 
-async fn friends_page(State(state): State<AppState>, mut ctx: Ctx) -> AppResult<Html<String>> {
+/// The next page of one list: its rows and, if there are more, another "Show more".
+#[derive(Template)]
+#[template(path = "partials/people_rows.html")]
+struct MoreRows {
+    layout: Layout,
+    section: Section,
+}
+
+async fn friends_page(
+    State(state): State<AppState>,
+    mut ctx: Ctx,
+    Query(q): Query<SectionsQuery>,
+) -> AppResult<Html<String>> {
     ctx.layout.section = "friends";
-    let s = load_sections(&state, ctx.user.user_id).await?;
+    let s = load_sections(&state, ctx.user.user_id, &q).await?;
     render(&FriendsPage {
         layout: ctx.layout,
         s,
@@ -105,11 +197,38 @@ async fn friends_page(State(state): State<AppState>, mut ctx: Ctx) -> AppResult<
 }
 
 async fn sections(State(state): State<AppState>, ctx: Ctx) -> AppResult<Html<String>> {
-    let s = load_sections(&state, ctx.user.user_id).await?;
+    let s = load_sections(&state, ctx.user.user_id, &SectionsQuery::default()).await?;
     render(&SectionsFragment {
         layout: ctx.layout,
         s,
     })
+}
+
+#[derive(Deserialize)]
+struct MoreQuery {
+    list: String,
+    #[serde(default)]
+    after: String,
+}
+
+async fn more(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<MoreQuery>,
+) -> AppResult<Response> {
+    let Some((name, _)) = list_kind(&q.list) else {
+        return Err(AppError::not_found("This page does not exist."));
+    };
+    if !ctx.htmx {
+        let after: String = url::form_urlencoded::byte_serialize(q.after.as_bytes()).collect();
+        return Ok(Redirect::to(&format!("/friends?{name}_after={after}")).into_response());
+    }
+    let section = load_section(&state, ctx.user.user_id, name, Some(&q.after), 0).await?;
+    Ok(render(&MoreRows {
+        layout: ctx.layout,
+        section,
+    })?
+    .into_response())
 }
 
 struct SearchRow {
@@ -163,12 +282,21 @@ async fn search(
     })
 }
 
-/// After an action: htmx gets the refreshed sections (rows and counts); a plain form is
-/// sent back to the page.
-async fn after_action(state: &AppState, ctx: Ctx) -> AppResult<Response> {
+/// After an action: on the friends page htmx gets the refreshed sections (rows and
+/// counts); elsewhere (the people search of the chat screen) only `friends-changed`,
+/// which refreshes the search results. A plain form is sent back to the friends page.
+async fn after_action(state: &AppState, ctx: Ctx, headers: &HeaderMap) -> AppResult<Response> {
     state.events.wake();
     if !ctx.htmx {
         return Ok(redirect(false, "/friends"));
+    }
+    if current_page_path(headers).is_some_and(|p| p != "/friends") {
+        let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+        response.headers_mut().insert(
+            "HX-Trigger",
+            axum::http::HeaderValue::from_static("friends-changed"),
+        );
+        return Ok(response);
     }
     let mut layout = ctx.layout;
     layout.pending_requests = friend_store::counts(&state.db, ctx.user.user_id)
@@ -176,7 +304,7 @@ async fn after_action(state: &AppState, ctx: Ctx) -> AppResult<Response> {
         .get("received")
         .copied()
         .unwrap_or(0);
-    let s = load_sections(state, ctx.user.user_id).await?;
+    let s = load_sections(state, ctx.user.user_id, &SectionsQuery::default()).await?;
     let mut response = render(&SectionsFragment { layout, s })?.into_response();
     response.headers_mut().insert(
         "HX-Retarget",
@@ -196,61 +324,67 @@ async fn after_action(state: &AppState, ctx: Ctx) -> AppResult<Response> {
 async fn send_request(
     State(state): State<AppState>,
     ctx: Ctx,
+    headers: HeaderMap,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     state.limits.check_friend_request(ctx.user.user_id).await?;
     let other = input.user(&state).await?;
     friend_store::request(&state.db, &ctx.user, &other).await?;
-    after_action(&state, ctx).await
+    after_action(&state, ctx, &headers).await
 }
 
 async fn accept(
     State(state): State<AppState>,
     ctx: Ctx,
+    headers: HeaderMap,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
     friend_store::answer(&state.db, &ctx.user, &other, true).await?;
-    after_action(&state, ctx).await
+    after_action(&state, ctx, &headers).await
 }
 
 async fn decline(
     State(state): State<AppState>,
     ctx: Ctx,
+    headers: HeaderMap,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
     friend_store::answer(&state.db, &ctx.user, &other, false).await?;
-    after_action(&state, ctx).await
+    after_action(&state, ctx, &headers).await
 }
 
 async fn block(
     State(state): State<AppState>,
     ctx: Ctx,
+    headers: HeaderMap,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
     friend_store::block(&state.db, &ctx.user, &other).await?;
-    after_action(&state, ctx).await
+    after_action(&state, ctx, &headers).await
 }
 
 async fn unblock(
     State(state): State<AppState>,
     ctx: Ctx,
+    headers: HeaderMap,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
     friend_store::delete(&state.db, &ctx.user, &other, true).await?;
-    after_action(&state, ctx).await
+    after_action(&state, ctx, &headers).await
 }
 
 /// Cancels a request I sent, or unfriends.
 async fn remove(
     State(state): State<AppState>,
     ctx: Ctx,
+    headers: HeaderMap,
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
     friend_store::delete(&state.db, &ctx.user, &other, false).await?;
-    after_action(&state, ctx).await
+    after_action(&state, ctx, &headers).await
 }

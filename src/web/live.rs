@@ -198,6 +198,10 @@ fn parts(event: &StoredEvent, viewer: i32) -> Vec<Part> {
             );
             vec![Part::Oob(html)]
         }
+        "reaction" => super::rich::reaction_fragment(&data, viewer)
+            .map(Part::Oob)
+            .into_iter()
+            .collect(),
         "friend_request" | "friendship" => vec![Part::trigger("friends")],
         "group_chat" => {
             let mut events = vec![Part::trigger("conversations")];

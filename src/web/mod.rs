@@ -8,6 +8,7 @@ mod chats;
 mod friends;
 pub mod live;
 mod render;
+pub mod rich;
 
 use askama::Template;
 use axum::{
@@ -44,8 +45,10 @@ pub fn router() -> Router<AppState> {
         .merge(account::router())
         .merge(chats::router())
         .merge(friends::router())
+        .merge(rich::router())
         .route("/events", get(live::page_events))
         .route("/nav/badge", get(badge))
+        .route("/nav/unread", get(unread))
         .fallback(|| async { AppError::not_found("This page does not exist.") })
 }
 
@@ -58,6 +61,9 @@ pub struct Layout {
     pub last_event_id: i64,
     pub pending_requests: i64,
     pub section: &'static str,
+    /// Unread messages of chats not muted, when the page already knows it (the chat
+    /// pages); other pages fetch it (`/nav/unread`).
+    pub unread_total: Option<i64>,
 }
 
 impl Layout {
@@ -71,6 +77,10 @@ pub struct Ctx {
     pub user: User,
     pub layout: Layout,
     pub htmx: bool,
+    /// htmx asks for the chat screen's right pane alone (switching chats), not the page.
+    pub pane: bool,
+    /// htmx restores a page from history (the back button): it wants the whole page.
+    pub restore: bool,
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -96,11 +106,14 @@ impl FromRequestParts<AppState> for Ctx {
             last_event_id: state.events.watermark(),
             pending_requests: counts.get("received").copied().unwrap_or(0),
             section: "",
+            unread_total: None,
         };
         Ok(Ctx {
             user,
             layout,
             htmx: is_htmx(&parts.headers),
+            pane: is_pane_request(&parts.headers),
+            restore: parts.headers.contains_key("hx-history-restore-request"),
         })
     }
 }
@@ -144,6 +157,20 @@ pub fn is_htmx(headers: &HeaderMap) -> bool {
     headers.get("hx-request").is_some_and(|v| v == "true")
 }
 
+/// Whether htmx asks to swap `#pane` (the chat screen's right pane). A history restore
+/// (the back button after the cache missed) wants the whole page instead.
+pub fn is_pane_request(headers: &HeaderMap) -> bool {
+    is_htmx(headers)
+        && headers.get("hx-target").is_some_and(|v| v == "pane")
+        && headers.get("hx-history-restore-request").is_none()
+}
+
+/// The path of the page htmx sent a request from (`HX-Current-URL`), if any.
+pub fn current_page_path(headers: &HeaderMap) -> Option<String> {
+    let url = headers.get("hx-current-url")?.to_str().ok()?;
+    url::Url::parse(url).ok().map(|u| u.path().to_string())
+}
+
 /// A form that names one user (friend actions, group members).
 #[derive(Deserialize)]
 pub struct UsernameInput {
@@ -181,6 +208,17 @@ async fn home(MaybePageUser(user): MaybePageUser) -> Redirect {
 async fn badge(ctx: Ctx) -> Result<Html<String>, AppError> {
     render(&render::Badge {
         count: ctx.layout.pending_requests,
+    })
+}
+
+/// The navigation's unread count, for pages without the chats list.
+async fn unread(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    ctx: Ctx,
+) -> Result<Html<String>, AppError> {
+    render(&render::Unread {
+        count: chats::unread_total(&state, ctx.user.user_id).await?,
+        oob: false,
     })
 }
 

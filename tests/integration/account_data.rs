@@ -94,6 +94,25 @@ both_backends! {
         check(&r.json::<Value>().await.unwrap());
     }
 
+    /// Each exported message has its reply, mentions and reactions, as the API shows it.
+    async fn the_export_carries_replies_mentions_and_reactions(app) {
+        let (alice, bob, carol, g) = scene(&app).await;
+        let page: Value = app.get(&alice.token, &format!("/api/group_chats/{g}/messages?limit=10")).await.json().await.unwrap();
+        let original = page["results"].as_array().unwrap().iter().find(|m| m["content"] == "alice in the group").unwrap()["message_id"].clone();
+        let r = app.post_json(&bob.token, "/api/messages/", &json!({ "content": "yes @carol", "group_chat_id": g, "reply_to_message_id": original })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let reply: Value = r.json().await.unwrap();
+        let r = app.post_json(&carol.token, &format!("/api/messages/{}/reactions", reply["message_id"]), &json!({ "emoji": "🎉" })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let export: Value = app.get(&alice.token, "/api/account/export").await.json().await.unwrap();
+        let m = export["messages"].as_array().unwrap().iter().find(|m| m["message_id"] == reply["message_id"]).expect("the reply is exported");
+        assert_eq!(m["reply_to_message_id"], original);
+        assert_eq!(m["reply_to"]["excerpt"], "alice in the group");
+        assert_eq!(m["mentions"][0]["username"], "carol");
+        assert_eq!(m["reactions"][0]["emoji"], "🎉");
+        assert_eq!(m["reactions"][0]["users"][0]["username"], "carol");
+    }
+
     async fn deleting_an_account_keeps_group_messages_as_from_a_deleted_user(app) {
         let (alice, bob, carol, g) = scene(&app).await;
         let browser = app.browser();

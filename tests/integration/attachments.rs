@@ -659,6 +659,43 @@ both_backends! {
         }
     }
 
+    /// Files and a reply (and formatting) in one message: both in the answer and in the
+    /// history; a reply that may not be made stores none of the files.
+    async fn a_message_carries_files_and_a_reply_at_once(app) {
+        let f = files_app(&app, Store::Local, &[]).await;
+        let (alice, bob) = (f.user("alice").await, f.user("bob").await);
+        f.befriend(&alice, &bob).await;
+        let r = f.post_json(&bob.token, &format!("/api/messages/?addressee_username={}", alice.name), &json!({ "content": "send me the report" })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let original: Value = r.json().await.unwrap();
+        let id = original["message_id"].to_string();
+        let path = format!("/api/messages/?addressee_username={}", bob.name);
+        let r = f.post_multipart(&alice.token, &format!("{path}&render=html"), &[
+            field("content", "here it is, **final**"),
+            field("reply_to_message_id", &id),
+            file("report.pdf", PDF),
+        ]).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let m: Value = r.json().await.unwrap();
+        assert_eq!(m["attachments"].as_array().unwrap().len(), 1, "{m}");
+        assert_eq!(m["reply_to_message_id"], original["message_id"]);
+        assert_eq!(m["reply_to"]["message_id"], original["message_id"]);
+        assert!(m["html"].as_str().unwrap().contains("<strong>final</strong>"), "{m}");
+        let page: Value = f.get(&bob.token, &format!("/api/messages/?friend_username={}&limit=1", alice.name)).await.json().await.unwrap();
+        let last = &page["results"][0];
+        assert_eq!(last["message_id"], m["message_id"]);
+        assert_eq!(last["attachments"].as_array().unwrap().len(), 1, "{last}");
+        assert_eq!(last["reply_to"]["excerpt"], "send me the report");
+        let before = (f.attachment_rows().await, f.stored_objects().await);
+        let r = f.post_multipart(&alice.token, &path, &[
+            field("content", "x"),
+            field("reply_to_message_id", "999999"),
+            file("a.pdf", PDF),
+        ]).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!((f.attachment_rows().await, f.stored_objects().await), before);
+    }
+
     async fn a_group_s_files_are_for_its_current_members(app) {
         for store in stores() {
             let f = files_app(&app, store, &[]).await;

@@ -5,11 +5,12 @@ use reqwest::{Response, StatusCode};
 
 use crate::{both_backends, helpers::*};
 
-/// Sign-in 3 per minute per account (15 per IP); sign-up 3 per hour per IP. The client's
-/// address comes from `X-Forwarded-For`, as behind nginx.
+/// Sign-in 3 per minute per account (15 per IP); sign-up 3 per hour per IP; 5 messages a
+/// minute per user. The client's address comes from `X-Forwarded-For`, as behind nginx.
 const LIMITS: &[(&str, &str)] = &[
     ("LOGIN_ATTEMPTS_PER_MINUTE", "3"),
     ("SIGNUPS_PER_HOUR", "3"),
+    ("SENDS_PER_MINUTE", "5"),
     ("TRUST_PROXY", "true"),
 ];
 
@@ -120,5 +121,48 @@ both_backends! {
         assert_eq!(app.count("user").await, before, "a refused sign-up creates nothing");
         let r = sign_up_from(&a, "198.51.100.5", "newcomer3").await;
         assert_eq!(r.status(), StatusCode::CREATED, "another address may sign up");
+    }
+
+    async fn sends_per_user_hold_across_processes(app) {
+        let (a, b) = two_processes(&app).await;
+        let (alice, bob) = (a.user("alice").await, a.user("bob").await);
+        a.befriend(&alice, &bob).await;
+        for i in 0..5 {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let r = server.send_dm(&alice, &bob, &format!("hello {i}")).await;
+            assert_eq!(r.status(), StatusCode::CREATED, "message {i}");
+        }
+        let before = app.count("message").await;
+        let r = b.send_dm(&alice, &bob, "one too many").await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the 6th message in a minute");
+        assert!((1..=12).contains(&retry_after(&r)), "one message every 12 s");
+        let r = a.send_dm(&alice, &bob, "still too many").await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(app.count("message").await, before, "a refused message is not stored");
+        // Bob's quota is his own.
+        let r = b.send_dm(&bob, &alice, "hi alice").await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+
+    async fn a_burst_of_sends_on_two_processes_gets_exactly_the_quota(app) {
+        let (a, b) = two_processes(&app).await;
+        let (carol, dave) = (a.user("carol").await, a.user("dave").await);
+        a.befriend(&carol, &dave).await;
+        // Twelve at once, half on each process: they share batches and race across
+        // processes, and exactly five get through.
+        let texts: Vec<String> = (0..12).map(|i| format!("burst {i}")).collect();
+        let sends = texts.iter().enumerate().map(|(i, text)| {
+            let server = if i % 2 == 0 { &a } else { &b };
+            server.send_dm(&carol, &dave, text)
+        });
+        let statuses: Vec<StatusCode> = futures_util::future::join_all(sends)
+            .await
+            .iter()
+            .map(|r| r.status())
+            .collect();
+        let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+        let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+        assert_eq!((created, refused), (5, 7), "{statuses:?}");
+        assert_eq!(app.count("message").await, 5);
     }
 }

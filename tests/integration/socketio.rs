@@ -322,6 +322,46 @@ both_backends! {
         bob_sio.close().await;
     }
 
+    /// Replies over socket.io, and the additive fields in what the original's client
+    /// gets: its own fields unchanged, the new ones beside them.
+    #[needs(python)]
+    async fn replies_and_reactions_reach_socketio_clients(app) {
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        app.befriend(&alice, &bob).await;
+        let r = app.post_json(&bob.token, "/api/messages/?addressee_username=alice", &json!({ "content": "lunch?" })).await;
+        let original: Value = r.json().await.unwrap();
+        let mut a = SioClient::connect(&app, &alice, "websocket").await;
+        let mut b = SioClient::connect(&app, &bob, "polling").await;
+        let mut data = dm("bob", "yes, *noon*", json!("reply-1"));
+        data["reply_to_message_id"] = original["message_id"].clone();
+        a.emit("message", data).await;
+        let mine = message_of(&a.next("message response", WAIT).await.expect("the sender hears back"));
+        assert_eq!(mine["content"], "yes, *noon*", "the source text, as typed");
+        assert_eq!(mine["reply_to_message_id"], original["message_id"]);
+        assert_eq!(mine["reply_to"]["excerpt"], "lunch?");
+        let theirs = message_of(&b.next("message response", WAIT).await.expect("delivered"));
+        for field in ["message_id", "sender_id", "reciever_id", "content", "group_chat_id", "created_date_time", "last_edited_date_time", "seen"] {
+            assert_eq!(theirs[field], mine[field], "{field}");
+        }
+        assert_eq!(theirs["reply_to_message_id"], original["message_id"]);
+        assert_eq!(theirs["reactions"], json!([]));
+        // A reply to a message of no chat of theirs is refused as over HTTP.
+        let mut bad = dm("bob", "no", json!("reply-2"));
+        bad["reply_to_message_id"] = json!(999_999);
+        a.emit("message", bad).await;
+        let refused = a.next("message response", WAIT).await.unwrap();
+        assert_eq!(refused["status_code"], 404, "{refused}");
+        // A reaction reaches both sides under its own name.
+        let r = app.post_json(&bob.token, &format!("/api/messages/{}/reactions", mine["message_id"]), &json!({ "emoji": "👍" })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let e = a.next("reaction", WAIT).await.expect("a reaction reaches socket.io");
+        assert_eq!((e["emoji"].as_str(), e["message_id"].clone()), (Some("👍"), mine["message_id"].clone()));
+        assert_eq!(app.count("message").await, 2);
+        a.close().await;
+        b.close().await;
+    }
+
     #[needs(python)]
     async fn a_failure_reaches_only_the_sender_with_the_http_texts(app) {
         let alice = app.user("alice").await;

@@ -1,5 +1,7 @@
-//! Editing and deleting one's own messages.
+//! Editing and deleting one's own messages: in place with htmx (the message turns into
+//! its edit form), or on a page of its own without JavaScript.
 
+use askama::Template;
 use axum::{
     extract::{Path, State},
     response::{Html, IntoResponse, Response},
@@ -13,8 +15,73 @@ use crate::{
     error::{AppError, AppResult},
     state::AppState,
     store::messages::{self, Message, MessageId},
-    web::{redirect, render, Ctx},
+    web::{redirect, render, Ctx, Layout},
 };
+
+/// A message turned into its edit form (htmx), swapped in place of the message.
+#[derive(Template)]
+#[template(path = "partials/message_edit.html")]
+struct EditItem {
+    layout: Layout,
+    m: MessageView,
+    back: String,
+}
+
+/// The same form on a page of its own, for browsers without JavaScript.
+#[derive(Template)]
+#[template(path = "pages/edit_message.html")]
+struct EditPage {
+    layout: Layout,
+    m: MessageView,
+    back: String,
+}
+
+/// One of my messages, as its edit form.
+pub(super) async fn edit_form(
+    State(state): State<AppState>,
+    mut ctx: Ctx,
+    Path(id): Path<MessageId>,
+) -> AppResult<Response> {
+    let message = messages::visible(&state.db, ctx.user.user_id, id).await?;
+    if message.sender_id != Some(ctx.user.user_id) {
+        return Err(AppError::Forbidden(
+            "you can only edit your own messages".into(),
+        ));
+    }
+    let back = conversation_path(&state, &ctx, &message).await?;
+    let m = MessageView::new(&message, ctx.user.user_id);
+    if ctx.htmx {
+        return Ok(render(&EditItem {
+            layout: ctx.layout,
+            m,
+            back,
+        })?
+        .into_response());
+    }
+    ctx.layout.section = "chats";
+    Ok(render(&EditPage {
+        layout: ctx.layout,
+        m,
+        back,
+    })?
+    .into_response())
+}
+
+/// One message as the list shows it (an edit cancelled puts it back).
+pub(super) async fn message_fragment(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<MessageId>,
+) -> AppResult<Response> {
+    let message = messages::visible(&state.db, ctx.user.user_id, id).await?;
+    if !ctx.htmx {
+        let path = conversation_path(&state, &ctx, &message).await?;
+        return Ok(redirect(false, &path));
+    }
+    let mut view = MessageView::new(&message, ctx.user.user_id);
+    MessageView::name_senders(&state, std::slice::from_mut(&mut view)).await?;
+    Ok(render(&MessageItem { m: view })?.into_response())
+}
 
 #[derive(Deserialize)]
 pub(super) struct EditInput {
@@ -29,7 +96,9 @@ pub(super) async fn edit_message(
     Form(input): Form<EditInput>,
 ) -> AppResult<Response> {
     let content = MessageContent::parse(&input.content).map_err(AppError::BadRequest)?;
-    let message = messages::edit(&state.db, &ctx.user, id, &content).await?;
+    let message = messages::edit(&state.db, &ctx.user, id, &content)
+        .await
+        .map_err(crate::web::attachments::for_pages)?;
     state.events.wake();
     back_to_conversation(&state, &ctx, &message).await
 }
@@ -65,7 +134,13 @@ async fn back_to_conversation(
         MessageView::name_senders(state, std::slice::from_mut(&mut view)).await?;
         return Ok(render(&MessageItem { m: view })?.into_response());
     }
-    let path = match (message.group_chat_id, message.reciever_id) {
+    let path = conversation_path(state, ctx, message).await?;
+    Ok(redirect(false, &path))
+}
+
+/// The page of the conversation a message belongs to.
+async fn conversation_path(state: &AppState, ctx: &Ctx, message: &Message) -> AppResult<String> {
+    Ok(match (message.group_chat_id, message.reciever_id) {
         (Some(g), _) => format!("/chats/g/{g}"),
         (None, Some(r)) => {
             let other = if r == ctx.user.user_id {
@@ -81,6 +156,5 @@ async fn back_to_conversation(
             format!("/chats/@{}", user.username)
         }
         _ => "/chats".to_string(),
-    };
-    Ok(redirect(false, &path))
+    })
 }

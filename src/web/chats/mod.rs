@@ -15,6 +15,7 @@ use axum::{
 };
 
 pub use conversation::{MessageItem, MessageView};
+pub(super) use list::unread_total;
 pub use message_actions::deleted_placeholder;
 
 use crate::{
@@ -28,10 +29,10 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    use conversation::{conversation_page, older, seen, send, typing};
+    use conversation::{chat_header, conversation_page, mute, older, seen, send, typing};
     use groups::{
-        create_group, group_add_member, group_leave, group_members, group_remove_member,
-        group_rename,
+        create_group, group_add_member, group_candidates, group_leave, group_members,
+        group_remove_member, group_rename,
     };
     Router::new()
         .route("/chats", get(list::chats_page))
@@ -48,6 +49,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/chats/{who}/seen", post(seen))
         .route("/chats/{who}/typing", post(typing))
+        .route("/chats/{who}/header", get(chat_header))
+        .route("/chats/{who}/mute", post(mute))
         .route("/chats/g/{id}", get(conversation_page))
         .route("/chats/g/{id}/older", get(older))
         .route(
@@ -56,6 +59,9 @@ pub fn router() -> Router<AppState> {
         )
         .route("/chats/g/{id}/seen", post(seen))
         .route("/chats/g/{id}/typing", post(typing))
+        .route("/chats/g/{id}/header", get(chat_header))
+        .route("/chats/g/{id}/mute", post(mute))
+        .route("/chats/g/{id}/candidates", get(group_candidates))
         .route(
             "/chats/g/{id}/members",
             get(group_members).post(group_add_member),
@@ -63,7 +69,11 @@ pub fn router() -> Router<AppState> {
         .route("/chats/g/{id}/remove", post(group_remove_member))
         .route("/chats/g/{id}/rename", post(group_rename))
         .route("/chats/g/{id}/leave", post(group_leave))
-        .route("/messages/{id}/edit", post(message_actions::edit_message))
+        .route("/messages/{id}", get(message_actions::message_fragment))
+        .route(
+            "/messages/{id}/edit",
+            get(message_actions::edit_form).post(message_actions::edit_message),
+        )
         .route(
             "/messages/{id}/delete",
             post(message_actions::delete_message),
@@ -156,6 +166,7 @@ struct Opened {
 }
 
 /// Where a conversation lives, for links, forms and live-update targets.
+#[derive(Clone)]
 pub struct ConvRef {
     /// `d-<user id>` or `g-<group id>`.
     pub key: String,
