@@ -271,6 +271,7 @@ pub fn parse_content(raw: &str) -> AppResult<MessageContent> {
         (status = 400, description = "`no addressee or groupchat specified`; `you cannot message this person if you are not their friend`", body = ErrorBody),
         (status = 404, description = "`no such user exists`; `friendship was not found`; `user not found` (not a member of the group: the original's text)", body = ErrorBody),
         (status = 415, description = "a body that is neither JSON nor multipart", body = ErrorBody),
+        (status = 429, description = "past `SENDS_PER_MINUTE`", body = ErrorBody),
     ),
 )]
 async fn send(
