@@ -1,7 +1,7 @@
-//! Fetches the pinned browser libraries (htmx and its SSE extension) from the npm
-//! registry and copies them where `src/assets.rs` embeds them. `cargo run` on a fresh
-//! machine therefore needs npm on the PATH, and only for the first build or after
-//! `package-lock.json` changes.
+//! Fetches the pinned browser libraries (htmx and its SSE extension for the pages, Swagger
+//! UI for the API reference at `/api/docs`) from the npm registry and copies them where
+//! `src/assets.rs` embeds them. `cargo run` on a fresh machine therefore needs npm on the
+//! PATH, and only for the first build or after `package-lock.json` changes.
 //!
 //! `npm ci` runs whenever what `node_modules` holds differs from what the lock file pins
 //! (versions and integrity hashes, compared with the copy npm keeps in
@@ -14,6 +14,14 @@ const VENDOR_FILES: &[(&str, &str)] = &[
     (
         "node_modules/htmx-ext-sse/dist/sse.min.js",
         "htmx-sse.min.js",
+    ),
+    (
+        "node_modules/swagger-ui-dist/swagger-ui-bundle.js",
+        "swagger-ui-bundle.js",
+    ),
+    (
+        "node_modules/swagger-ui-dist/swagger-ui.css",
+        "swagger-ui.css",
     ),
 ];
 

@@ -9,7 +9,9 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -46,6 +48,31 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// The body of every API error but 422: `{"detail": "<text>"}` (the original's texts).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(example = "no such user exists")]
+    pub detail: String,
+}
+
+/// The body of a 422: input that never reached the logic, as FastAPI lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrorBody {
+    pub detail: Vec<ValidationError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationError {
+    /// Where: `["query"]`, `["query", "limit"]`, `["body"]`, `["body", "content"]`, …
+    #[schema(example = json!(["query", "limit"]))]
+    pub loc: Vec<String>,
+    #[schema(example = "Field required")]
+    pub msg: String,
+    #[serde(rename = "type")]
+    #[schema(example = "value_error")]
+    pub kind: String,
+}
+
 /// What a rendered error said, attached to the response so that the pages' layer can
 /// render the same error as HTML.
 #[derive(Debug, Clone)]
@@ -80,9 +107,11 @@ impl AppError {
     pub fn detail(&self) -> serde_json::Value {
         match self {
             AppError::Internal(_) => json!("Internal Server Error"),
-            AppError::Unprocessable { loc, msg } => {
-                json!([{ "loc": loc, "msg": msg, "type": "value_error" }])
-            }
+            AppError::Unprocessable { loc, msg } => json!([ValidationError {
+                loc: loc.clone(),
+                msg: msg.clone(),
+                kind: "value_error".into(),
+            }]),
             other => json!(other.to_string()),
         }
     }

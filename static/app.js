@@ -424,12 +424,22 @@
   // --- keyboard in the message list: one tab stop, arrows between messages -----------
   // The list itself is a tab stop; ↑/↓ move between messages, and only the message that
   // has focus lends its links and "⋯" button to the tab order.
-  function rovingMessages(list) {
-    list.querySelectorAll("li.message:not(.editing) a, li.message:not(.editing) button").forEach(function (el) {
-      var active = el.closest("li.message") === list._active;
+  // Each message's controls are set once, and again only when it gains or loses focus:
+  // after a live insert only the new message is touched, however long the list.
+  var CONTROLS = "a, button, summary, input, select, textarea";
+  function rove(li, active) {
+    li.querySelectorAll(CONTROLS).forEach(function (el) {
       if (el.getAttribute("role") === "menuitem") return;
-      var index = active ? 0 : -1;
+      // The reaction picker opens from the menu's "React": its summary is no tab stop.
+      var index = active && el.tagName !== "SUMMARY" ? 0 : -1;
       if (el.tabIndex !== index) el.tabIndex = index;
+    });
+    li._roved = active;
+  }
+  function rovingMessages(list) {
+    list.querySelectorAll("li.message:not(.editing)").forEach(function (li) {
+      var active = li === list._active;
+      if (li._roved !== active) rove(li, active);
     });
   }
   function focusMessage(list, li) {

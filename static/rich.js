@@ -136,9 +136,19 @@
       });
     });
   }
+  // Once after a burst of swaps (a live event brings several, a resumed stream many).
+  var upkeepQueued = false;
+  function upkeepSoon() {
+    if (upkeepQueued) return;
+    upkeepQueued = true;
+    setTimeout(function () {
+      upkeepQueued = false;
+      upkeep();
+    }, 0);
+  }
   document.addEventListener("DOMContentLoaded", upkeep);
-  document.addEventListener("htmx:afterSettle", upkeep);
-  document.addEventListener("htmx:oobAfterSwap", upkeep);
+  document.addEventListener("htmx:afterSettle", upkeepSoon);
+  document.addEventListener("htmx:oobAfterSwap", upkeepSoon);
 
   document.addEventListener("htmx:afterRequest", function (e) {
     var elt = e.detail.elt;
@@ -199,10 +209,9 @@
     menu = null;
     choices = [];
     var area = document.getElementById("composer-input");
-    if (area) {
-      area.setAttribute("aria-expanded", "false");
-      area.removeAttribute("aria-activedescendant");
-    }
+    // No aria-expanded: a textarea is a textbox, which may not carry it (axe); the
+    // listbox is announced through aria-controls and the active option.
+    if (area) area.removeAttribute("aria-activedescendant");
   }
 
   function showMentions(area, names) {
@@ -232,7 +241,6 @@
       });
       menu.appendChild(li);
     });
-    area.setAttribute("aria-expanded", "true");
     area.setAttribute("aria-activedescendant", "mention-" + active);
   }
 

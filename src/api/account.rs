@@ -1,15 +1,14 @@
 //! The account itself: personal API tokens, "download my data" and deletion.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    routing::{delete, get},
-    Json, Router,
-};
-use serde::Deserialize;
-use serde_json::json;
+use axum::{extract::State, http::StatusCode, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::ApiJson;
+use super::{
+    doc::{Notice, Null},
+    extract::{ApiJson, ApiPath},
+};
 use crate::{
     accounts,
     auth::{
@@ -17,7 +16,7 @@ use crate::{
         tokens::{self, NewToken},
         ApiAuth, ApiUser, ClientIp,
     },
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, ErrorBody},
     state::AppState,
     store::{
         account_data::{self, AccountExport},
@@ -25,12 +24,12 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}", delete(revoke_token))
-        .route("/account/export", get(export))
-        .route("/account", delete(delete_account))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(export))
+        .routes(routes!(delete_account))
 }
 
 /// Tokens are managed with a password sign-in (a JWT) or the pages' session: a personal
@@ -44,6 +43,17 @@ fn not_with_a_personal_token(auth: &ApiAuth) -> AppResult<()> {
     Ok(())
 }
 
+/// My personal API tokens, newest first (never their secrets). *Additive.*
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "my tokens", body = Vec<ApiToken>),
+        (status = 403, description = "asked with a personal token: tokens are managed with a password sign-in or the session", body = ErrorBody),
+    ),
+)]
 async fn list_tokens(
     State(state): State<AppState>,
     auth: ApiAuth,
@@ -54,36 +64,76 @@ async fn list_tokens(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateTokenBody {
+    /// What the token is for, 1 to 100 characters.
+    #[schema(example = "backup script")]
     name: String,
+    /// `read` (GET only) or `read_write`.
+    #[schema(example = "read")]
     scope: String,
+    /// Days until it expires, 1 to 366; null or absent: never.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 366)]
     expires_in_days: Option<i64>,
 }
 
-/// 201 with the token's details and, this once, its secret in `token`.
+/// A token just made: its details and, this once, its secret.
+#[derive(Serialize, ToSchema)]
+struct CreatedToken {
+    #[serde(flatten)]
+    details: ApiToken,
+    /// The secret (`mpat_…`): shown once, stored hashed.
+    #[schema(example = "mpat_3q2…")]
+    token: String,
+}
+
+/// Makes a personal API token: 201 with its details and, this once, its secret in
+/// `token`. *Additive.*
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = CreateTokenBody,
+    responses(
+        (status = 201, description = "the token", body = CreatedToken),
+        (status = 400, description = "at 50 tokens already", body = ErrorBody),
+        (status = 403, description = "asked with a personal token", body = ErrorBody),
+    ),
+)]
 async fn create_token(
     State(state): State<AppState>,
     auth: ApiAuth,
     ApiJson(body): ApiJson<CreateTokenBody>,
-) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
+) -> AppResult<(StatusCode, Json<CreatedToken>)> {
     not_with_a_personal_token(&auth)?;
     let new = NewToken {
         name: &body.name,
         scope: &body.scope,
         expires_in_days: body.expires_in_days,
     };
-    let (token, secret) = tokens::create(&state, &auth.user, new).await?;
-    let mut answer = serde_json::to_value(&token).map_err(anyhow::Error::from)?;
-    answer["token"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(answer)))
+    let (details, token) = tokens::create(&state, &auth.user, new).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { details, token })))
 }
 
+/// Revokes one of my tokens. *Additive.*
+#[utoipa::path(
+    delete,
+    path = "/tokens/{id}",
+    tag = "account",
+    security(("bearer" = [])),
+    params(("id" = i32, Path, description = "the token's `token_id`")),
+    responses(
+        (status = 200, description = "revoked; the body is `null`", body = Null),
+        (status = 403, description = "asked with a personal token", body = ErrorBody),
+        (status = 404, description = "`token not found`", body = ErrorBody),
+    ),
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     auth: ApiAuth,
-    Path(id): Path<i32>,
+    ApiPath(id): ApiPath<i32>,
 ) -> AppResult<Json<()>> {
     not_with_a_personal_token(&auth)?;
     if !api_tokens::revoke(&state.db, auth.user.user_id, id).await? {
@@ -92,6 +142,15 @@ async fn revoke_token(
     Ok(Json(()))
 }
 
+/// "Download my data": my profile, friends, requests, blocks, groups, every message I
+/// sent or received and my tokens. *Additive.*
+#[utoipa::path(
+    get,
+    path = "/account/export",
+    tag = "account",
+    security(("bearer" = [])),
+    responses((status = 200, description = "everything stored about me", body = AccountExport)),
+)]
 async fn export(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -99,20 +158,35 @@ async fn export(
     Ok(Json(account_data::export(&state.db, &user).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DeleteBody {
+    /// My password, as a confirmation.
     password: String,
 }
 
-/// Deletes the account after checking its password: 200, or 400 `password is wrong`.
+/// Deletes my account after checking its password: its friendships, direct
+/// conversations, sessions and tokens go; its group messages stay, from "deleted user".
+/// *Additive.*
+#[utoipa::path(
+    delete,
+    path = "/account",
+    tag = "account",
+    security(("bearer" = [])),
+    request_body = DeleteBody,
+    responses(
+        (status = 200, description = "`account deleted`", body = Notice),
+        (status = 400, description = "`password is wrong`", body = ErrorBody),
+        (status = 429, description = "past the sign-in limit (`LOGIN_ATTEMPTS_PER_MINUTE`)", body = ErrorBody),
+    ),
+)]
 async fn delete_account(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     ApiUser(user): ApiUser,
     ApiJson(body): ApiJson<DeleteBody>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<Notice>> {
     match accounts::delete_account(&state, ip, &user, &body.password).await? {
-        Ok(()) => Ok(Json(json!({ "detail": "account deleted" }))),
+        Ok(()) => Ok(Notice::json("account deleted")),
         Err(e) => Err(AppError::bad_request(e.message)),
     }
 }

@@ -4,17 +4,22 @@
 
 use axum::{
     body::Body,
-    extract::{DefaultBodyLimit, Path, Request, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
-    Json, Router,
+    Json,
+};
+use utoipa::ToSchema;
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouterExt},
+    routes,
 };
 
+use super::extract::ApiPath;
 use crate::{
     attachments::{kind::content_disposition, Download, Variant},
     auth::ApiCaller,
-    error::AppResult,
+    error::{AppResult, ErrorBody},
     state::AppState,
     store::attachments::Attachment,
 };
@@ -23,21 +28,42 @@ use crate::{
 /// document even if a browser were to render one.
 const FILE_CSP: &str = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         // The body limit of uploads is the application's (`startup::body_budget`), not
         // axum's default of 2 MB.
-        .route(
-            "/attachments",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/attachments/{id}", get(inline).delete(cancel))
-        .route("/attachments/{id}/thumbnail", get(thumbnail))
-        .route("/attachments/{id}/download", get(download))
+        .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(inline, cancel))
+        .routes(routes!(thumbnail))
+        .routes(routes!(download))
 }
 
-/// `POST /api/attachments`: multipart, one or more file parts (any field name). Answers
-/// 201 with the attachments, to be sent by their ids within 50 minutes.
+/// The upload form: one or more file parts, under any field name.
+#[allow(dead_code)] // describes the multipart body `read_form` reads
+#[derive(ToSchema)]
+struct UploadForm {
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+}
+
+const ID: &str = "the attachment's `id`";
+
+/// Uploads files for a later send: 201 with the attachments, to be sent by their ids
+/// (`attachment_ids` of `POST /messages/`) within 50 minutes; one never sent is deleted
+/// after an hour. *Additive.*
+#[utoipa::path(
+    post,
+    path = "/attachments",
+    tag = "attachments",
+    security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "the stored files", body = Vec<Attachment>),
+        (status = 400, description = "a malformed multipart body", body = ErrorBody),
+        (status = 413, description = "a file over `MAX_UPLOAD_MB`, or too many", body = ErrorBody),
+        (status = 415, description = "not `multipart/form-data`", body = ErrorBody),
+    ),
+)]
 async fn upload(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
@@ -60,37 +86,100 @@ async fn upload(
     ))
 }
 
+/// Cancels an upload not yet sent. *Additive.*
+#[utoipa::path(
+    delete,
+    path = "/attachments/{id}",
+    tag = "attachments",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "`attachment not found` (not mine, or already sent)", body = ErrorBody),
+    ),
+)]
 async fn cancel(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> AppResult<StatusCode> {
     state.attachments.cancel(&state.db, me.user_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The file: an image inline, anything else as a download. Only the conversation's current members may (and the uploader of an
+/// unsent file). *Additive.*
+#[utoipa::path(
+    get,
+    path = "/attachments/{id}",
+    tag = "attachments",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = ID),
+        ("If-None-Match" = Option<String>, Header, description = "an `ETag` received before"),
+    ),
+    responses(
+        (status = 200, description = "the bytes, with `Content-Type`, `Content-Disposition` and `ETag`", content_type = "*/*"),
+        (status = 304, description = "unchanged since the `ETag` sent"),
+        (status = 404, description = "`attachment not found` (or not mine to see; no thumbnail for a file)", body = ErrorBody),
+    ),
+)]
 async fn inline(
     state: State<AppState>,
     me: ApiCaller,
-    id: Path<String>,
+    id: ApiPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
     serve(state, me, id, headers, Variant::Inline).await
 }
 
+/// An image's thumbnail. Only the conversation's current members may (and the uploader of an
+/// unsent file). *Additive.*
+#[utoipa::path(
+    get,
+    path = "/attachments/{id}/thumbnail",
+    tag = "attachments",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = ID),
+        ("If-None-Match" = Option<String>, Header, description = "an `ETag` received before"),
+    ),
+    responses(
+        (status = 200, description = "the bytes, with `Content-Type`, `Content-Disposition` and `ETag`", content_type = "*/*"),
+        (status = 304, description = "unchanged since the `ETag` sent"),
+        (status = 404, description = "`attachment not found` (or not mine to see; no thumbnail for a file)", body = ErrorBody),
+    ),
+)]
 async fn thumbnail(
     state: State<AppState>,
     me: ApiCaller,
-    id: Path<String>,
+    id: ApiPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
     serve(state, me, id, headers, Variant::Thumbnail).await
 }
 
+/// The file as a download, whatever its kind. Only the conversation's current members may (and the uploader of an
+/// unsent file). *Additive.*
+#[utoipa::path(
+    get,
+    path = "/attachments/{id}/download",
+    tag = "attachments",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = ID),
+        ("If-None-Match" = Option<String>, Header, description = "an `ETag` received before"),
+    ),
+    responses(
+        (status = 200, description = "the bytes, with `Content-Type`, `Content-Disposition` and `ETag`", content_type = "*/*"),
+        (status = 304, description = "unchanged since the `ETag` sent"),
+        (status = 404, description = "`attachment not found` (or not mine to see; no thumbnail for a file)", body = ErrorBody),
+    ),
+)]
 async fn download(
     state: State<AppState>,
     me: ApiCaller,
-    id: Path<String>,
+    id: ApiPath<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
     serve(state, me, id, headers, Variant::Download).await
@@ -99,7 +188,7 @@ async fn download(
 async fn serve(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     variant: Variant,
 ) -> AppResult<Response> {

@@ -2,7 +2,7 @@
 //! through the one `AppError`.
 
 use axum::extract::{
-    rejection::{FormRejection, JsonRejection, QueryRejection},
+    rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection},
     FromRequest, FromRequestParts,
 };
 
@@ -11,6 +11,12 @@ use crate::error::AppError;
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(AppError))]
 pub struct ApiQuery<T>(pub T);
+
+/// Path parameters: an id that is not a number, or out of range, answers 422 like any
+/// other malformed input (axum's own rejection is a bare 400).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct ApiPath<T>(pub T);
 
 #[derive(FromRequest)]
 #[from_request(via(axum::Form), rejection(AppError))]
@@ -23,6 +29,12 @@ pub struct ApiJson<T>(pub T);
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
         AppError::unprocessable(&["query"], r.body_text())
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        AppError::unprocessable(&["path"], r.body_text())
     }
 }
 
@@ -45,9 +57,14 @@ impl From<JsonRejection> for AppError {
 }
 
 /// `limit` and `cursor` of every list: `limit` is required and must be above 0.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// How many to answer: required, above 0; more than 100 answers 100.
+    #[param(required = true, minimum = 1, value_type = i64)]
     pub limit: Option<i64>,
+    /// A `next_page` or `prev_page` of an earlier answer; none for the first page.
+    #[param(example = "next___42")]
     pub cursor: Option<String>,
 }
 

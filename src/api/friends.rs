@@ -1,14 +1,16 @@
 //! Friend routes of the original API, plus unblock, the blocked list and search.
 
-use axum::{
-    extract::State,
-    http::StatusCode,
-    routing::{get, post},
-    Json, Router,
-};
+use axum::{extract::State, http::StatusCode, Json};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{ApiQuery, PageQuery};
+use super::{
+    also_at,
+    doc::Null,
+    extract::{ApiQuery, PageQuery},
+};
+use crate::error::ErrorBody;
 use crate::{
     auth::ApiUser,
     domain::cursor::Page,
@@ -20,22 +22,20 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/friends/", get(list_friends))
-        .route("/friends", get(list_friends))
-        .route("/friends/requests/senders", get(list_senders))
-        .route("/friends/requests/recievers", get(list_receivers))
-        .route("/friends/requests/receivers", get(list_receivers))
-        .route("/friends/blocked", get(list_blocked))
-        .route(
-            "/friends/requests",
-            post(send_request).delete(delete_friendship),
-        )
-        .route("/friends/requests/accept", post(accept))
-        .route("/friends/requests/decline", post(decline))
-        .route("/friends/requests/block", post(block))
-        .route("/friends/requests/unblock", post(unblock))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(also_at(routes!(list_friends), "/friends"))
+        .routes(routes!(list_senders))
+        .routes(also_at(
+            routes!(list_receivers),
+            "/friends/requests/receivers",
+        ))
+        .routes(routes!(list_blocked))
+        .routes(routes!(send_request, delete_friendship))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
+        .routes(routes!(block))
+        .routes(routes!(unblock))
 }
 
 async fn list(
@@ -50,6 +50,18 @@ async fn list(
     ))
 }
 
+/// My friends (latest status with me: accepted).
+#[utoipa::path(
+    get,
+    path = "/friends/",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of my friends, by username", body = Page<UserSummary>),
+        (status = 400, description = "`invalid cursor`", body = ErrorBody),
+    ),
+)]
 async fn list_friends(
     State(s): State<AppState>,
     ApiUser(me): ApiUser,
@@ -58,6 +70,18 @@ async fn list_friends(
     list(&s, &me, ListKind::Friends, &q).await
 }
 
+/// Users whose request to me waits for my answer.
+#[utoipa::path(
+    get,
+    path = "/friends/requests/senders",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of users who asked me, by username", body = Page<UserSummary>),
+        (status = 400, description = "`invalid cursor`", body = ErrorBody),
+    ),
+)]
 async fn list_senders(
     State(s): State<AppState>,
     ApiUser(me): ApiUser,
@@ -66,6 +90,18 @@ async fn list_senders(
     list(&s, &me, ListKind::RequestsReceived, &q).await
 }
 
+/// Users I sent a request to that waits for their answer (the path as the original spelt it; `receivers` answers too).
+#[utoipa::path(
+    get,
+    path = "/friends/requests/recievers",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of users I asked, by username", body = Page<UserSummary>),
+        (status = 400, description = "`invalid cursor`", body = ErrorBody),
+    ),
+)]
 async fn list_receivers(
     State(s): State<AppState>,
     ApiUser(me): ApiUser,
@@ -74,6 +110,18 @@ async fn list_receivers(
     list(&s, &me, ListKind::RequestsSent, &q).await
 }
 
+/// Users I blocked. *Additive.*
+#[utoipa::path(
+    get,
+    path = "/friends/blocked",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of users I blocked, by username", body = Page<UserSummary>),
+        (status = 400, description = "`invalid cursor`", body = ErrorBody),
+    ),
+)]
 async fn list_blocked(
     State(s): State<AppState>,
     ApiUser(me): ApiUser,
@@ -87,11 +135,27 @@ pub async fn existing_user(state: &AppState, username: &str) -> AppResult<User> 
     users::named(&state.db, username).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UsernameQuery {
+    /// The other user's username.
     username: String,
 }
 
+/// Asks `username` to be friends.
+#[utoipa::path(
+    post,
+    path = "/friends/requests",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(UsernameQuery),
+    responses(
+        (status = 201, description = "the request was sent", body = CreatedRequest),
+        (status = 400, description = "`cannot send friendship request to yourself`; `a friendship request was already sent` (a pending request either way); `you cannot send a friendship request` (already friends, declined or blocked)", body = ErrorBody),
+        (status = 404, description = "`no such user exists`", body = ErrorBody),
+        (status = 429, description = "past `FRIEND_REQUESTS_PER_HOUR`", body = ErrorBody),
+    ),
+)]
 async fn send_request(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
@@ -104,8 +168,10 @@ async fn send_request(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RequesterQuery {
+    /// Who sent me the request.
     requester_username: String,
 }
 
@@ -121,6 +187,19 @@ async fn answer(
     Ok((StatusCode::CREATED, Json(())))
 }
 
+/// Accepts the request `requester_username` sent me.
+#[utoipa::path(
+    post,
+    path = "/friends/requests/accept",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(RequesterQuery),
+    responses(
+        (status = 201, description = "done; the body is `null`", body = Null),
+        (status = 400, description = "`friendship is blocked`; `friend request already addressed`", body = ErrorBody),
+        (status = 404, description = "`no such user exists`; `friendship was not found` (no request from them to me)", body = ErrorBody),
+    ),
+)]
 async fn accept(
     State(s): State<AppState>,
     ApiUser(me): ApiUser,
@@ -129,6 +208,19 @@ async fn accept(
     answer(s, me, &q.requester_username, true).await
 }
 
+/// Declines the request `requester_username` sent me.
+#[utoipa::path(
+    post,
+    path = "/friends/requests/decline",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(RequesterQuery),
+    responses(
+        (status = 201, description = "done; the body is `null`", body = Null),
+        (status = 400, description = "`friendship is blocked`; `friend request already addressed`", body = ErrorBody),
+        (status = 404, description = "`no such user exists`; `friendship was not found` (no request from them to me)", body = ErrorBody),
+    ),
+)]
 async fn decline(
     State(s): State<AppState>,
     ApiUser(me): ApiUser,
@@ -137,11 +229,27 @@ async fn decline(
     answer(s, me, &q.requester_username, false).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BlockQuery {
+    /// Whom to block.
     user_to_block_username: String,
 }
 
+/// Blocks a user, with or without a friendship between us (one is made, with me as the
+/// requester).
+#[utoipa::path(
+    post,
+    path = "/friends/requests/block",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(BlockQuery),
+    responses(
+        (status = 201, description = "blocked; the body is `null`", body = Null),
+        (status = 400, description = "`friendship is blocked`", body = ErrorBody),
+        (status = 404, description = "`no such user exists`", body = ErrorBody),
+    ),
+)]
 async fn block(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
@@ -153,6 +261,19 @@ async fn block(
     Ok((StatusCode::CREATED, Json(())))
 }
 
+/// Lifts my block of `username`: the friendship and its history go. *Additive.*
+#[utoipa::path(
+    post,
+    path = "/friends/requests/unblock",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(UsernameQuery),
+    responses(
+        (status = 201, description = "unblocked; the body is `null`", body = Null),
+        (status = 400, description = "`user is not blocked`", body = ErrorBody),
+        (status = 404, description = "`no such user exists`; `friendship was not found`", body = ErrorBody),
+    ),
+)]
 async fn unblock(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,
@@ -163,11 +284,26 @@ async fn unblock(
     Ok((StatusCode::CREATED, Json(())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FriendQuery {
+    /// The friend, or the user a pending request is with.
     friend_username: String,
 }
 
+/// Deletes the friendship and its whole history: cancels a request, or unfriends. The
+/// original answered 500 when there was none.
+#[utoipa::path(
+    delete,
+    path = "/friends/requests",
+    tag = "friends",
+    security(("bearer" = [])),
+    params(FriendQuery),
+    responses(
+        (status = 200, description = "deleted; the body is `null`", body = Null),
+        (status = 404, description = "`no such user exists`; `friendship was not found`", body = ErrorBody),
+    ),
+)]
 async fn delete_friendship(
     State(state): State<AppState>,
     ApiUser(me): ApiUser,

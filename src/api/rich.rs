@@ -1,23 +1,20 @@
 //! Reactions and search (`store::rich`, `store::search`). Replies and mentions travel in
 //! the message objects of `api::messages`.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    routing::get,
-    Json, Router,
-};
+use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    extract::{ApiJson, ApiQuery},
+    extract::{ApiJson, ApiPath, ApiQuery},
     messages::RenderQuery,
 };
 use crate::{
     auth::ApiCaller,
     conversations,
     domain::cursor::{Cursor, Page},
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, ErrorBody},
     rich::emoji::ReactionEmoji,
     state::AppState,
     store::{
@@ -27,20 +24,16 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/messages/{id}/reactions",
-            get(list_reactions).post(add_reaction),
-        )
-        .route(
-            "/messages/{id}/reactions/{emoji}",
-            axum::routing::delete(remove_reaction),
-        )
-        .route("/search", get(search_messages))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_reactions, add_reaction))
+        .routes(routes!(remove_reaction))
+        .routes(routes!(search_messages))
 }
 
-#[derive(Serialize)]
+const MESSAGE_ID: &str = "the message's `message_id`";
+
+#[derive(Serialize, ToSchema)]
 struct Reactions {
     message_id: MessageId,
     reactions: Vec<ReactionSummary>,
@@ -50,10 +43,22 @@ fn parse_emoji(raw: &str, loc: &[&str]) -> AppResult<ReactionEmoji> {
     ReactionEmoji::parse(raw).map_err(|m| AppError::unprocessable(loc, m))
 }
 
+/// The reactions on a message I can read. *Additive.*
+#[utoipa::path(
+    get,
+    path = "/messages/{id}/reactions",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = i32, Path, description = MESSAGE_ID)),
+    responses(
+        (status = 200, description = "each emoji with its count and who", body = Reactions),
+        (status = 404, description = "`message not found`", body = ErrorBody),
+    ),
+)]
 async fn list_reactions(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path(id): Path<MessageId>,
+    ApiPath(id): ApiPath<MessageId>,
 ) -> AppResult<Json<Reactions>> {
     let reactions = rich::reactions(&state.db, me.user_id, id).await?;
     Ok(Json(Reactions {
@@ -62,16 +67,33 @@ async fn list_reactions(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ReactionBody {
+    /// One emoji of the allowed set.
+    #[schema(example = "👍")]
     emoji: String,
 }
 
-/// 201 when my reaction was added, 200 when it was there already.
+/// Reacts to a message: 201 when my reaction was added, 200 when it was there already.
+/// *Additive.*
+#[utoipa::path(
+    post,
+    path = "/messages/{id}/reactions",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = i32, Path, description = MESSAGE_ID)),
+    request_body = ReactionBody,
+    responses(
+        (status = 201, description = "added", body = Reactions),
+        (status = 200, description = "it was there already", body = Reactions),
+        (status = 400, description = "we are no longer friends", body = ErrorBody),
+        (status = 404, description = "`message not found`", body = ErrorBody),
+    ),
+)]
 async fn add_reaction(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path(id): Path<MessageId>,
+    ApiPath(id): ApiPath<MessageId>,
     ApiJson(body): ApiJson<ReactionBody>,
 ) -> AppResult<(StatusCode, Json<Reactions>)> {
     let emoji = parse_emoji(&body.emoji, &["body", "emoji"])?;
@@ -92,11 +114,26 @@ async fn add_reaction(
     ))
 }
 
-/// Takes my reaction back (200 whether or not it was there).
+/// Takes my reaction back (200 whether or not it was there). *Additive.*
+#[utoipa::path(
+    delete,
+    path = "/messages/{id}/reactions/{emoji}",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("id" = i32, Path, description = MESSAGE_ID),
+        ("emoji" = String, Path, description = "the emoji (percent-encoded)"),
+    ),
+    responses(
+        (status = 200, description = "the reactions now", body = Reactions),
+        (status = 400, description = "we are no longer friends", body = ErrorBody),
+        (status = 404, description = "`message not found`", body = ErrorBody),
+    ),
+)]
 async fn remove_reaction(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,
-    Path((id, emoji)): Path<(MessageId, String)>,
+    ApiPath((id, emoji)): ApiPath<(MessageId, String)>,
 ) -> AppResult<Json<Reactions>> {
     let emoji = parse_emoji(&emoji, &["path", "emoji"])?;
     let (reactions, changed) = rich::react(&state.db, &me, id, &emoji, ReactOp::Remove).await?;
@@ -109,10 +146,15 @@ async fn remove_reaction(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// The words every result has.
     q: Option<String>,
+    /// Results a page: 20 by default, above 0, at most 100.
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// `cursor.next_page` of an earlier answer.
     cursor: Option<String>,
     /// Only this group.
     group_chat_id: Option<GroupId>,
@@ -128,6 +170,19 @@ struct SearchParams {
 
 /// `GET /api/search?q=…`: the messages I can read now that have every word of `q`,
 /// newest first, 20 a page (`limit` up to 100), `cursor` from `cursor.next_page`.
+/// *Additive.*
+#[utoipa::path(
+    get,
+    path = "/search",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(SearchParams, RenderQuery),
+    responses(
+        (status = 200, description = "a page of matching messages, newest first", body = Page<SearchHit>),
+        (status = 400, description = "`invalid cursor`; `no addressee or groupchat specified`", body = ErrorBody),
+        (status = 404, description = "`no such user exists`; `group chat not found`", body = ErrorBody),
+    ),
+)]
 async fn search_messages(
     State(state): State<AppState>,
     ApiCaller(me): ApiCaller,

@@ -36,13 +36,18 @@ impl Cursor {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// The cursors of the pages before and after this one: `prev___<key>`, `next___<key>`;
+/// null at either end.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CursorLinks {
+    #[schema(example = "prev___42")]
     pub prev_page: Option<String>,
+    #[schema(example = "next___17")]
     pub next_page: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One page of a list, and the cursors to the pages around it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub cursor: CursorLinks,
     pub results: Vec<T>,

@@ -23,14 +23,14 @@ use crate::{
     error::AppResult,
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupExport {
     #[serde(flatten)]
     pub chat: GroupChat,
     pub members: Vec<UserSummary>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountExport {
     pub exported_at: String,
     pub profile: ProfileExport,
@@ -45,7 +45,7 @@ pub struct AccountExport {
     pub api_tokens: Vec<super::api_tokens::ApiToken>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProfileExport {
     #[serde(flatten)]
     pub profile: PublicProfile,

@@ -14,7 +14,7 @@ use crate::{
 /// The most tokens one user may hold.
 pub const MAX_PER_USER: i64 = 50;
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub token_id: i32,
     #[serde(skip)]
@@ -23,10 +23,13 @@ pub struct ApiToken {
     /// `read` or `read_write`.
     pub scope: String,
     #[serde(with = "db::serde_time")]
+    #[schema(value_type = String, example = "2025-01-31T09:30:00.123456")]
     pub created_date_time: PrimitiveDateTime,
     #[serde(with = "db::serde_time::option")]
+    #[schema(value_type = Option<String>, example = "2025-01-31T09:30:00.123456")]
     pub expires_date_time: Option<PrimitiveDateTime>,
     #[serde(with = "db::serde_time::option")]
+    #[schema(value_type = Option<String>, example = "2025-01-31T09:30:00.123456")]
     pub last_used_date_time: Option<PrimitiveDateTime>,
 }
 

@@ -66,7 +66,7 @@ impl AttachmentRow {
 }
 
 /// An attachment in a message object: additive to the original's fields.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Attachment {
     /// Unguessable; names the attachment in URLs and when sending.
     pub id: String,

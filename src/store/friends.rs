@@ -321,10 +321,12 @@ pub async fn relationships(
     Ok(map)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedRequest {
     pub requester_id: UserId,
     pub addressee_id: UserId,
+    /// UTC with microseconds and no offset (the original had whole seconds).
+    #[schema(example = "2025-01-31T09:30:00.123456")]
     pub created_date_time: String,
 }
 

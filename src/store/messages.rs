@@ -27,17 +27,23 @@ pub type MessageId = i32;
 pub type GroupId = i32;
 
 /// A message as the API answers it (the original's fields, plus the sender's name).
-#[derive(Debug, Clone, FromRow, Serialize, Deserialize, PartialEq)]
+/// Times are UTC with microseconds and no offset (the original had whole seconds).
+#[derive(Debug, Clone, FromRow, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Message {
     pub message_id: MessageId,
+    /// Null for a deleted account's message in a group.
     pub sender_id: Option<UserId>,
+    /// Additive: the sender's username (null for a deleted account).
     pub sender_username: Option<String>,
+    /// (sic: the original's spelling) The addressee of a direct message; null in a group.
     pub reciever_id: Option<UserId>,
     pub content: String,
     pub group_chat_id: Option<GroupId>,
     #[serde(with = "db::serde_time")]
+    #[schema(value_type = String, example = "2025-01-31T09:30:00.123456")]
     pub created_date_time: PrimitiveDateTime,
     #[serde(with = "db::serde_time::option")]
+    #[schema(value_type = Option<String>, example = "2025-01-31T09:30:00.123456")]
     pub last_edited_date_time: Option<PrimitiveDateTime>,
     pub seen: Option<bool>,
     /// Additive: the files sent with the message, in order; absent when there are none,
@@ -73,7 +79,7 @@ pub enum Conversation {
     Group(GroupId),
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct GroupChat {
     pub group_chat_id: GroupId,
     pub name: String,
@@ -432,7 +438,7 @@ pub async fn mark_seen(
 }
 
 /// One row of the chats list.
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct ConversationSummary {
     /// `direct` or `group`.
     pub kind: String,
@@ -446,6 +452,7 @@ pub struct ConversationSummary {
     pub last_message: Option<String>,
     pub last_sender_id: Option<i32>,
     #[serde(with = "db::serde_time::option")]
+    #[schema(value_type = Option<String>, example = "2025-01-31T09:30:00.123456")]
     pub last_message_at: Option<PrimitiveDateTime>,
     pub unread: i64,
 }

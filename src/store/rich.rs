@@ -29,7 +29,7 @@ use crate::{
 /// The additive fields of a message object (flattened into it): every message has
 /// `reply_to_message_id`, `mentions`, `mentioned` and `reactions`; `reply_to` when it
 /// answers another, `html` when the caller asked for rendered text.
-#[derive(Debug, Clone, Default, FromRow, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, FromRow, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RichFields {
     pub reply_to_message_id: Option<MessageId>,
     /// The quoted original; `deleted` when it is gone.
@@ -53,14 +53,14 @@ pub struct RichFields {
     pub html: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mention {
     pub user_id: UserId,
     pub username: String,
 }
 
 /// A reply's quote of its original: sender and first line, or `deleted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplyPreview {
     pub message_id: MessageId,
     pub deleted: bool,
@@ -83,7 +83,7 @@ impl ReplyPreview {
 }
 
 /// One emoji on a message: how many, and who.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReactionSummary {
     pub emoji: String,
     pub count: usize,

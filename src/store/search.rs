@@ -97,7 +97,7 @@ pub struct SearchQuery {
 }
 
 /// Where a hit was written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HitConversation {
     /// `direct` or `group`.
     pub kind: &'static str,
@@ -109,7 +109,7 @@ pub struct HitConversation {
 
 /// One result: the message, its conversation, a link that opens the conversation at
 /// the message, and the text with the matches marked (`<mark>`, everything else escaped).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     #[serde(flatten)]
     pub message: Message,

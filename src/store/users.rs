@@ -51,13 +51,15 @@ impl User {
 }
 
 /// What `GET /api/users/` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublicProfile {
     pub user_id: UserId,
     pub username: String,
     pub email: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(example = "1990-04-01")]
     pub birthdate: Option<String>,
 }
 
@@ -290,7 +292,7 @@ pub async fn update_profile(
 
 /// Usernames starting with `prefix`, for the "add a friend" search. Leaves out the
 /// searcher and anyone who has blocked them.
-#[derive(Debug, Clone, FromRow, Serialize)]
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     pub user_id: UserId,
     pub username: String,

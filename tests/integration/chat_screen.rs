@@ -454,7 +454,7 @@ integration_test! {
         keys("\u{E004}").await; // Tab
         keys("\u{E007}").await; // Enter
         let state = js(&b, "var a = document.activeElement; return [a.getAttribute('role'), a.textContent, document.querySelector('.menu-button[aria-expanded=true]') !== null];", vec![]).await;
-        assert_eq!(state, json!(["menuitem", "Edit", true]));
+        assert_eq!(state, json!(["menuitem", "Reply", true]));
         keys("\u{E00C}").await; // Esc closes the menu, back on its button
         let state = js(
             &b,
@@ -463,18 +463,22 @@ integration_test! {
         )
         .await;
         assert_eq!(state, json!(["menu-button", "false"]));
-        keys("\u{E007}").await;
+        keys("\u{E007}").await; // the menu again: Reply, React, Edit
+        keys("\u{E015}").await; // ↓
+        keys("\u{E015}").await; // ↓
         keys("\u{E007}").await; // Edit
         wait_until(&b, "the edit box", "return document.activeElement.tagName === 'TEXTAREA' && document.activeElement.id.indexOf('edit-') === 0;", vec![]).await;
         keys("\u{E00C}").await; // Esc leaves edit mode unchanged
         wait_until(&b, "back to the message", "return !document.querySelector('li.editing') && document.activeElement.matches('li.message');", vec![]).await;
         keys("\u{E004}").await;
         keys("\u{E007}").await;
+        keys("\u{E015}").await;
+        keys("\u{E015}").await;
         keys("\u{E007}").await;
         wait_until(
             &b,
             "the edit box again",
-            "return document.activeElement.tagName === 'TEXTAREA';",
+            "return document.activeElement.tagName === 'TEXTAREA' && document.activeElement.id.indexOf('edit-') === 0;",
             vec![],
         )
         .await;

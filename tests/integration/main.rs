@@ -19,6 +19,7 @@ mod friends;
 mod limits;
 mod live;
 mod messages;
+mod openapi;
 mod operations;
 mod password_reset;
 mod pipeline;
