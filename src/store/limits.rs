@@ -99,7 +99,7 @@ fn count_in_order(
 }
 
 macro_rules! impl_ledger {
-    ($conn:ty, $lock:literal, $upsert:literal) => {
+    ($conn:ty, $claim:literal, $lock:literal, $upsert:literal) => {
         impl Ledger for $conn {
             async fn take_each(
                 &mut self,
@@ -114,6 +114,15 @@ macro_rules! impl_ledger {
                 // Sorted, so that two processes lock the same rows in the same order.
                 distinct.sort_unstable();
                 distinct.dedup();
+                // Every key gets its row first, locked for this transaction: a row that
+                // did not exist could not be locked by the read below, and two processes
+                // would both count from nothing. A TAT of 0 means a full allowance.
+                let mut ensure = QueryBuilder::new("INSERT INTO rate_limit (limit_key, tat_ms) ");
+                ensure.push_values(&distinct, |mut row, key| {
+                    row.push_bind(*key).push_bind(0_i64);
+                });
+                ensure.push($claim);
+                ensure.build().execute(&mut *self).await?;
                 let mut read = QueryBuilder::new(
                     "SELECT limit_key, tat_ms FROM rate_limit WHERE limit_key IN (",
                 );
@@ -145,14 +154,17 @@ macro_rules! impl_ledger {
     };
 }
 
+// MySQL: the no-op update takes the row's exclusive lock whether it was there or not.
 impl_ledger!(
     sqlx::MySqlConnection,
+    " ON DUPLICATE KEY UPDATE tat_ms = tat_ms",
     " ORDER BY limit_key FOR UPDATE",
     " ON DUPLICATE KEY UPDATE tat_ms = VALUES(tat_ms)"
 );
 // SQLite's write transactions (BEGIN IMMEDIATE) already exclude every other writer.
 impl_ledger!(
     sqlx::SqliteConnection,
+    " ON CONFLICT (limit_key) DO NOTHING",
     "",
     " ON CONFLICT (limit_key) DO UPDATE SET tat_ms = excluded.tat_ms"
 );

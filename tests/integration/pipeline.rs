@@ -695,7 +695,9 @@ both_backends! {
                         break;
                     }
                     sent += 1;
-                    tokio::time::sleep(rng.millis(40, 160)).await;
+                    // A few messages a second: enough to have sends in flight at every cut,
+                    // without growing the page past what a loaded CI machine renders live.
+                    tokio::time::sleep(rng.millis(150, 400)).await;
                 }
                 sent
             })
