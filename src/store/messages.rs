@@ -310,13 +310,18 @@ pub async fn edit(
     super::rich::fill(db, me.user_id, std::slice::from_mut(&mut message)).await?;
     message.rich.mentions = super::rich::prepare_edit(db, me.user_id, &message).await?;
     db_tx!(db, |tx| {
-        sqlx::query("UPDATE message SET content = ?, last_edited_date_time = ? WHERE message_id = ? AND sender_id = ?")
+        let updated = sqlx::query("UPDATE message SET content = ?, last_edited_date_time = ? WHERE message_id = ? AND sender_id = ?")
             .bind(content.as_str())
             .bind(now)
             .bind(message_id)
             .bind(me.user_id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        // Deleted meanwhile (another tab, another process): nothing to edit or index.
+        if updated == 0 {
+            return Err(AppError::not_found("message not found"));
+        }
         tx.unindex_message(message_id).await?;
         tx.index_messages(&[&message]).await?;
         tx.write_events(&super::rich::message_events(
