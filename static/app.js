@@ -795,6 +795,7 @@
         return null;
       });
   }
+  var notified = Promise.resolve();
   document.addEventListener("htmx:sseBeforeMessage", function (e) {
     var message = e.detail;
     if (e.defaultPrevented || !message || message.type !== "oob" || document.visibilityState !== "hidden" || !notifyOn()) return;
@@ -807,7 +808,11 @@
     if (!li || li.classList.contains("mine")) return;
     var sender = (li.querySelector(".sender") || {}).textContent || "";
     var text = ((li.querySelector(".content") || {}).textContent || "").slice(0, 140);
-    chatInfo(key).then(function (chat) {
+    // In arrival order, although a chat not yet in the list is looked up over the network:
+    // the newest message must be the notification that stays.
+    notified = notified.then(function () {
+      return chatInfo(key);
+    }).then(function (chat) {
       // A mention of me notifies even in a muted chat.
       if (chat && chat.muted && !li.classList.contains("mentioned")) return;
       var group = key.charAt(0) === "g";
