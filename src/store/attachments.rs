@@ -204,14 +204,7 @@ pub async fn link(db: &Db, message: &Message, rows: &[AttachmentRow]) -> AppResu
             }
         }
         let participants: Vec<UserId> = match message.group_chat_id {
-            Some(group) => {
-                sqlx::query_scalar(
-                    "SELECT member_id FROM group_chat_member WHERE group_chat_id = ?",
-                )
-                .bind(group)
-                .fetch_all(&mut *tx)
-                .await?
-            }
+            Some(group) => super::messages::group_member_ids!(&mut *tx, group),
             None => [message.sender_id, message.reciever_id]
                 .into_iter()
                 .flatten()

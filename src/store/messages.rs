@@ -109,6 +109,7 @@ macro_rules! group_member_ids {
         .await?
     };
 }
+pub(crate) use group_member_ids;
 
 /// The message `sender` posted with this idempotency key, if any.
 pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> AppResult<Option<Message>> {
