@@ -11,6 +11,7 @@ pub mod api;
 pub mod assets;
 pub mod attachments;
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod conversations;
 pub mod db;

@@ -299,8 +299,14 @@ async fn serve_http1(
 
     let mut http = hyper::server::conn::http1::Builder::new();
     // A client gets 30 s to send its request head (slow-header attacks hold connections).
+    // Read buffers stop growing at 64 KiB, not hyper's 400 KiB: an upload's buffer is
+    // replaced, not reused, at every read that fills it, and megabytes of buffers taken
+    // and handed back to the kernel each second (jemalloc returns pages at once, see
+    // main.rs) stalled the whole process: `/health` p99 under 50 uploads of 5 MB went
+    // from 27 ms to 10-15 ms (`scripts/bench.sh uploads`).
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(64 * 1024);
     // What hyper-util's `GracefulShutdown` does, which cannot watch a connection with
     // upgrades: each connection holds a receiver, and is told to finish through it; the
     // sender's `closed()` completes once every connection has.

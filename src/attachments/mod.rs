@@ -213,13 +213,12 @@ impl Attachments {
             .await
             .map_err(|_| anyhow::anyhow!("image decoding closed"))?;
         let spool = self.inner.spool.clone();
-        let processed = crate::telemetry::spawn_blocking_with_tracing(move || {
+        let processed = crate::background::spawn(move || {
             let _permit = permit;
             // `spooled` moves in, so the source is deleted only once decoding is done.
             picture::process(spooled.file.path(), format, &spool)
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("image decoding panicked: {e}"))?;
+        .await?;
         match processed {
             Ok(image) => Ok(Prepared {
                 name,

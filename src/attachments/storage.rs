@@ -115,7 +115,7 @@ impl BlobStore for LocalDir {
         let (source, target) = (path.to_path_buf(), self.root.clone());
         self.put_with(key, async |partial| {
             let partial = partial.to_path_buf();
-            tokio::task::spawn_blocking(move || {
+            crate::background::spawn(move || {
                 // The spool file is usually on the same file system: a second name for it
                 // costs no copy. Elsewhere (TMPDIR on another disk), a copy.
                 if std::fs::hard_link(&source, &partial).is_err() {

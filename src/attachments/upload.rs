@@ -6,7 +6,7 @@ use axum::{
     extract::{multipart::MultipartError, FromRequest, Multipart, Request},
     http::{header, HeaderMap, StatusCode},
 };
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 
 use super::{
     kind::{FileName, SNIFF_BYTES},
@@ -17,6 +17,8 @@ use crate::error::{AppError, AppResult};
 /// Text fields a form may have, and the most each may hold.
 const MAX_FIELDS: usize = 32;
 const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// The size of the writes to a spool file.
+const SPOOL_BUFFER: usize = 256 * 1024;
 
 /// An uploaded file in a temporary file (deleted when dropped), with its first bytes.
 pub struct Spooled {
@@ -190,12 +192,24 @@ impl Attachments {
         let file = TempFile::new_in(&self.inner.spool)
             .await
             .map_err(|e| anyhow::Error::new(e).context("creating a spool file"))?;
-        let handle = file
+        let mut handle = file
             .as_file()
             .try_clone()
             .map_err(|e| anyhow::Error::new(e).context("opening a spool file"))?;
-        let mut out =
-            tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(handle));
+        // The writes happen on a background thread (`crate::background`). The chunks are
+        // copied at once into a few recycled 256 KiB buffers, so that the multipart reader
+        // can reuse its memory rather than allocate afresh while chunks wait to be written.
+        let (full, mut to_write) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+        let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+        let written = crate::background::spawn(move || {
+            while let Some(mut buffer) = to_write.blocking_recv() {
+                handle.write_all(&buffer)?;
+                buffer.clear();
+                let _ = give_back.send(buffer);
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        let mut buffer = Vec::with_capacity(SPOOL_BUFFER);
         let mut size = 0u64;
         let mut head = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -211,12 +225,26 @@ impl Attachments {
                 let take = (SNIFF_BYTES - head.len()).min(chunk.len());
                 head.extend_from_slice(&chunk[..take]);
             }
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| anyhow::Error::new(e).context("spooling an upload"))?;
+            if !buffer.is_empty() && buffer.len() + chunk.len() > SPOOL_BUFFER {
+                let next = returned
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(SPOOL_BUFFER));
+                if full
+                    .send(std::mem::replace(&mut buffer, next))
+                    .await
+                    .is_err()
+                {
+                    break; // the writer failed: its error is below
+                }
+            }
+            buffer.extend_from_slice(&chunk);
         }
-        out.flush()
-            .await
+        if !buffer.is_empty() {
+            let _ = full.send(buffer).await;
+        }
+        drop(full);
+        written
+            .await?
             .map_err(|e| anyhow::Error::new(e).context("spooling an upload"))?;
         Ok(Spooled { file, size, head })
     }
