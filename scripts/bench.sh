@@ -3,7 +3,7 @@
 # fresh MariaDB database (127.0.0.1:3307, see start_test_db.sh), driven by the repo's load
 # tool (the loadtest/ crate) and, for the sign-in burst, by wrk against /health.
 #   scripts/bench.sh            # every scenario
-#   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin uploads
+#   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin uploads reads
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${1:-all}"
@@ -46,6 +46,20 @@ want cross      && lt --url http://127.0.0.1:8101,http://127.0.0.1:8102 --users 
 want throughput && lt --url http://127.0.0.1:8101 --users 64 --rate 0 --concurrency 64 --duration 15 --server-pid "$a"
 want history    && lt --url http://127.0.0.1:8101 --users 32 --open-conversations --history 60 --concurrency 32 --duration 10
 want idle       && lt --url http://127.0.0.1:8102 --users 100 --idle-streams 10000 --hold 20 --server-pid "$b"
+if want reads; then
+  # The read endpoints under wrk (15 s, 2 threads, 64 connections), many users' requests
+  # in turn (scripts/wrk/requests.lua), on data seeded by scripts/seed_reads.py: 200 users
+  # with 10 friends each and 60 messages per friendship. Comparable with other servers.
+  echo; echo "### reads (wrk -t2 -c64 -d15s): seeding..."
+  python3 scripts/seed_reads.py http://127.0.0.1:8101 "$uploads/reads" --users "${READS_USERS:-200}"
+  for scenario in latest older friends users chats; do
+    echo; echo "### reads: $scenario"
+    WRK_REQUESTS="$uploads/reads/$scenario.txt" wrk -t2 -c64 -d15s --latency \
+      -s scripts/wrk/requests.lua http://127.0.0.1:8101 | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
+  done
+  echo; echo "### reads: /health"
+  wrk -t2 -c64 -d15s --latency http://127.0.0.1:8101/health | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
+fi
 if want signin; then
   echo; echo "### /health latency (wrk, 4 connections) while 20 sign-ins run at once, repeatedly"
   curl -fs -X POST "http://127.0.0.1:8101/api/auth/sign-up?username=burst" \

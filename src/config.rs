@@ -223,6 +223,13 @@ pub struct Settings {
     )]
     pub event_retention_hours: u64,
 
+    /// At most this many of the newest live events are kept, whatever their age: the
+    /// outbox table stays small under heavy traffic (a stream further behind reloads)
+    #[arg(
+        long, env = "EVENT_RETENTION_ROWS", default_value = "1000000", value_parser = at_least_one
+    )]
+    pub event_retention_rows: u32,
+
     /// Sign-in attempts per minute per account (its username and email share one quota;
     /// a login that names no account is counted as typed, in any case); each client
     /// address (IPv6: each /64) gets five times as many over all accounts; counted over
@@ -429,6 +436,8 @@ pub struct Config {
     pub trust_proxy: bool,
     pub argon2: Argon2Cost,
     pub event_retention: Duration,
+    /// The most events kept (`EVENT_RETENTION_ROWS`).
+    pub event_retention_rows: u32,
     /// Sign-in attempts allowed per minute per account name (lower-cased); each client IP
     /// gets five times as many, over all accounts (`auth::limits`).
     pub login_attempts_per_minute: u32,
@@ -562,6 +571,7 @@ impl Config {
             trust_proxy: s.trust_proxy,
             argon2,
             event_retention: Duration::from_secs(s.event_retention_hours * 3600),
+            event_retention_rows: s.event_retention_rows,
             login_attempts_per_minute: s.login_attempts_per_minute,
             signups_per_hour: s.signups_per_hour,
             password_resets_per_hour: s.password_resets_per_hour,

@@ -113,7 +113,10 @@ impl Application {
         let shutdown = CancellationToken::new();
         let events = EventHub::start(
             db.clone(),
-            config.event_retention,
+            crate::events::Retention {
+                max_age: config.event_retention,
+                max_rows: config.event_retention_rows,
+            },
             config.event_poll_interval,
             config.presence_grace,
             shutdown.clone(),

@@ -65,6 +65,18 @@ const TAIL_BATCH: i64 = 1000;
 /// Events numbered per statement on MySQL.
 const NUMBERING_BATCH: i64 = 500;
 
+/// How often a process prunes the outbox.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Which events are kept for streams that resume: the younger than `max_age`, and of
+/// those at most the newest `max_rows` (`EVENT_RETENTION_HOURS`, `EVENT_RETENTION_ROWS`).
+/// A stream further behind is told to reload.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_rows: u32,
+}
+
 #[derive(Clone)]
 pub struct EventHub {
     inner: Arc<Inner>,
@@ -113,7 +125,7 @@ impl EventHub {
     /// Starts the tailer, presence heartbeat and pruning for this process.
     pub async fn start(
         db: Db,
-        retention: Duration,
+        retention: Retention,
         poll_interval: Duration,
         presence_grace: Duration,
         shutdown: CancellationToken,
@@ -288,16 +300,17 @@ impl EventHub {
         }
     }
 
-    /// Background upkeep: presence heartbeats and expiry, and pruning old events.
-    async fn maintain(self, retention: Duration) {
+    /// Background upkeep: presence heartbeats and expiry, and pruning old events (every
+    /// minute, so that each run deletes a minute's worth, in batches).
+    async fn maintain(self, retention: Retention) {
         let mut heartbeat = tokio::time::interval(presence::HEARTBEAT);
-        let mut prune = tokio::time::interval(Duration::from_secs(600));
+        let mut prune = tokio::time::interval(PRUNE_INTERVAL);
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => self.inner.presence.heartbeat(&self).await,
                 _ = prune.tick() => {
-                    let cutoff = crate::db::now() - retention;
-                    match event_store::prune_older_than(&self.inner.db, cutoff).await {
+                    let cutoff = crate::db::now() - retention.max_age;
+                    match event_store::prune(&self.inner.db, cutoff, retention.max_rows.into()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(deleted = n, "pruned old events"),
                         Err(e) => tracing::warn!(error = %e, "pruning events failed"),

@@ -174,8 +174,19 @@ fn replay(db: Db, user_id: i32, after: i64, up_to: i64) -> mpsc::Receiver<Replay
             if tx.is_closed() {
                 return;
             }
-            match event_store::for_user_between(&db, user_id, from, up_to, REPLAY_PAGE).await {
-                Ok(page) => {
+            let page =
+                match event_store::for_user_between(&db, user_id, from, up_to, REPLAY_PAGE).await {
+                    Ok(page) => still_retained(&db, from)
+                        .await
+                        .map(|kept| kept.then_some(page)),
+                    Err(e) => Err(e),
+                };
+            match page {
+                Ok(None) => {
+                    let _ = tx.send(Replayed::Reset).await;
+                    return;
+                }
+                Ok(Some(page)) => {
                     let last_page = (page.len() as i64) < REPLAY_PAGE;
                     if let Some(last) = page.last() {
                         from = last.position;
@@ -195,6 +206,15 @@ fn replay(db: Db, user_id: i32, after: i64, up_to: i64) -> mpsc::Receiver<Replay
         }
     });
     rx
+}
+
+/// Whether every event after position `from` was still there when a page from `from` was
+/// read: pruning deletes the oldest first, so if the oldest left is at most `from + 1`
+/// now, nothing the page should hold had gone (a prune that ran meanwhile would otherwise
+/// make the replay skip events silently).
+async fn still_retained(db: &Db, from: i64) -> Result<bool, sqlx::Error> {
+    // An empty table: positions up to the replay's end were given, so they were pruned.
+    Ok(matches!(event_store::min_position(db).await?, Some(min) if min <= from + 1))
 }
 
 /// The API's encoding: `id`, `event: <kind>`, `data: <one-line JSON>`.

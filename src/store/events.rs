@@ -263,18 +263,72 @@ pub async fn assign_positions(db: &Db, limit: i64) -> Result<usize, sqlx::Error>
     Ok(ids.len())
 }
 
-/// Deletes events older than the retention window; returns how many went.
-pub async fn prune_older_than(
+/// Runs a prune statement (`?` the bound, `?` the batch size) on `$conn` until it deletes
+/// less than a batch, pausing between batches; the rows deleted in all.
+macro_rules! delete_in_batches {
+    ($conn:ident, $sql:expr, $bound:expr) => {{
+        let mut deleted = 0u64;
+        loop {
+            let batch = sqlx::query($sql)
+                .bind($bound)
+                .bind(PRUNE_BATCH)
+                .execute(&mut *$conn)
+                .await?
+                .rows_affected();
+            deleted += batch;
+            if batch < PRUNE_BATCH as u64 {
+                break deleted;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }};
+}
+
+/// Rows deleted per statement when pruning: each delete is a short transaction, so the
+/// tailers' reads and the sends' inserts never wait long behind one, and the database's
+/// undo and purge work stays small.
+const PRUNE_BATCH: i64 = 5_000;
+
+/// Deletes the events a resuming stream may no longer ask for: those created before
+/// `older_than`, and all but the newest `keep_rows` positions. Batches of
+/// [`PRUNE_BATCH`], oldest first, with a pause between them; returns how many went. On
+/// MySQL one process at a time prunes (a named lock, released with its connection should
+/// the process die); the others return 0 at once.
+pub async fn prune(
     db: &Db,
-    cutoff: time::PrimitiveDateTime,
+    older_than: time::PrimitiveDateTime,
+    keep_rows: i64,
 ) -> Result<u64, sqlx::Error> {
-    db_run!(db, |pool| {
-        sqlx::query("DELETE FROM event WHERE created_date_time < ?")
-            .bind(cutoff)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-    })
+    let below = max_position(db).await?.saturating_sub(keep_rows);
+    match db {
+        Db::MySql(pool) => {
+            let mut conn = pool.acquire().await?;
+            let locked: Option<i64> =
+                sqlx::query_scalar("SELECT GET_LOCK('messenger.prune_events', 0)")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if locked != Some(1) {
+                return Ok(0);
+            }
+            let pruned = async {
+                Ok::<_, sqlx::Error>(
+                    delete_in_batches!(conn, "DELETE FROM event WHERE created_date_time < ? ORDER BY created_date_time LIMIT ?", older_than)
+                        + delete_in_batches!(conn, "DELETE FROM event WHERE seq <= ? ORDER BY seq LIMIT ?", below),
+                )
+            }
+            .await;
+            sqlx::query("DO RELEASE_LOCK('messenger.prune_events')")
+                .execute(&mut *conn)
+                .await?;
+            pruned
+        }
+        Db::Sqlite(pool) => {
+            let mut conn = pool.acquire().await?;
+            // SQLite has no `DELETE … LIMIT` (unless built for it): the rows by subquery.
+            Ok(delete_in_batches!(conn, "DELETE FROM event WHERE event_id IN (SELECT event_id FROM event WHERE created_date_time < ? ORDER BY created_date_time LIMIT ?)", older_than)
+                + delete_in_batches!(conn, "DELETE FROM event WHERE event_id IN (SELECT event_id FROM event WHERE event_id <= ? ORDER BY event_id LIMIT ?)", below))
+        }
+    }
 }
 
 // ---- presence: which process holds a stream of which user ----

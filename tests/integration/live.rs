@@ -110,11 +110,37 @@ both_backends! {
         app.send_dm(&alice, &bob, "newer").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let cutoff = messenger::db::now() + time::Duration::seconds(1);
-        messenger::store::events::prune_older_than(&app.db, cutoff).await.unwrap();
+        messenger::store::events::prune(&app.db, cutoff, i64::MAX).await.unwrap();
         app.send_dm(&alice, &bob, "after the prune").await;
         let mut resumed = app.events(&bob, Some(first - 1)).await;
         let e = resumed.next(Duration::from_secs(5)).await.unwrap();
         assert_eq!(e.event, "reset");
+    }
+
+    async fn a_stream_further_behind_than_the_retained_rows_gets_reset(app) {
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        app.befriend(&alice, &bob).await;
+        let mut stream = app.events(&bob, None).await;
+        app.send_dm(&alice, &bob, "one").await;
+        let first = stream.next_of(&["message"], Duration::from_secs(5)).await.unwrap().id.unwrap();
+        drop(stream);
+        for text in ["two", "three", "four"] {
+            app.send_dm(&alice, &bob, text).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Nothing is old enough by age; only the newest 2 rows are kept.
+        let long_ago = messenger::db::now() - time::Duration::days(1);
+        let pruned = messenger::store::events::prune(&app.db, long_ago, 2).await.unwrap();
+        assert!(pruned >= 2, "pruned {pruned}");
+        let mut resumed = app.events(&bob, Some(first)).await;
+        assert_eq!(resumed.next(Duration::from_secs(5)).await.unwrap().event, "reset");
+        // A stream that is not behind the kept rows resumes as before.
+        let newest = messenger::store::events::max_position(&app.db).await.unwrap();
+        let mut current = app.events(&bob, Some(newest)).await;
+        app.send_dm(&alice, &bob, "five").await;
+        let e = current.next_of(&["message"], Duration::from_secs(5)).await.unwrap();
+        assert!(e.data.contains("five"), "{}", e.data);
     }
 
     async fn presence_goes_to_friends_only(app) {
