@@ -24,6 +24,9 @@ use messenger::{
     },
 };
 
+mod support;
+use support::{exec, percentile, BenchDb};
+
 #[derive(Parser)]
 struct Options {
     /// `sqlite` (a temporary file) or a MySQL URL whose server the bench may create a
@@ -127,52 +130,11 @@ fn text(rng: &mut Rng, vocabulary: &[String]) -> String {
     words.join(" ")
 }
 
-async fn exec(db: &Db, sql: &str) {
-    match db {
-        Db::MySql(pool) => {
-            sqlx::raw_sql(sql)
-                .execute(pool)
-                .await
-                .expect("seed statement");
-        }
-        Db::Sqlite(pool) => {
-            sqlx::raw_sql(sql)
-                .execute(pool)
-                .await
-                .expect("seed statement");
-        }
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main]
 async fn main() {
     let o = Options::parse();
-    let _dir;
-    let (url, mysql_admin) = if o.database == "sqlite" {
-        let dir = tempfile_dir();
-        let url = format!("sqlite://{}/bench.db", dir.display());
-        _dir = Some(dir);
-        (url, None)
-    } else {
-        _dir = None;
-        let name = format!("search_bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::MySqlPool::connect(&o.database)
-            .await
-            .expect("the MySQL URL answers");
-        sqlx::query(&format!(
-            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
-        ))
-        .execute(&admin)
-        .await
-        .expect("create the bench database");
-        let mut url = url::Url::parse(&o.database).expect("a URL");
-        url.set_path(&name);
-        (url.to_string(), Some((admin, name)))
-    };
+    let bench = BenchDb::create(&o.database, "search_bench").await;
+    let url = bench.url.clone();
     // One connection: the seeding's session settings hold for every statement.
     let db = Db::connect(&url, 1).await.expect("connect");
     db.migrate().await.expect("migrate");
@@ -449,19 +411,7 @@ async fn main() {
         all.last().unwrap()
     );
     db.close().await;
-    if let Some(dir) = _dir {
-        std::fs::remove_dir_all(dir).ok();
-    }
-    if let Some((admin, name)) = mysql_admin {
-        if !o.keep {
-            sqlx::query(&format!("DROP DATABASE `{name}`"))
-                .execute(&admin)
-                .await
-                .ok();
-        } else {
-            println!("kept database {name}");
-        }
-    }
+    bench.finish(o.keep).await;
 }
 
 /// Makes one query of a kind.
@@ -475,10 +425,4 @@ fn q(text: &str, conversation: Option<Conversation>, from: Option<i32>) -> Searc
         after: None,
         before: None,
     }
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("search-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    dir
 }

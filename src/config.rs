@@ -223,6 +223,10 @@ pub struct Settings {
     )]
     pub event_retention_hours: u64,
 
+    /// The most members a group chat may have
+    #[arg(long, env = "MAX_GROUP_MEMBERS", default_value = "1000", value_parser = at_least_one)]
+    pub max_group_members: u32,
+
     /// At most this many of the newest live events are kept, whatever their age: the
     /// outbox table stays small under heavy traffic (a stream further behind reloads)
     #[arg(
@@ -438,6 +442,8 @@ pub struct Config {
     pub event_retention: Duration,
     /// The most events kept (`EVENT_RETENTION_ROWS`).
     pub event_retention_rows: u32,
+    /// The most members of a group chat (`MAX_GROUP_MEMBERS`).
+    pub max_group_members: u32,
     /// Sign-in attempts allowed per minute per account name (lower-cased); each client IP
     /// gets five times as many, over all accounts (`auth::limits`).
     pub login_attempts_per_minute: u32,
@@ -572,6 +578,7 @@ impl Config {
             argon2,
             event_retention: Duration::from_secs(s.event_retention_hours * 3600),
             event_retention_rows: s.event_retention_rows,
+            max_group_members: s.max_group_members,
             login_attempts_per_minute: s.login_attempts_per_minute,
             signups_per_hour: s.signups_per_hour,
             password_resets_per_hour: s.password_resets_per_hour,

@@ -507,6 +507,7 @@ pub fn parse_group_name(raw: &str) -> AppResult<GroupName> {
         (status = 201, description = "the group", body = CreatedGroup),
         (status = 400, description = "a named user is not my friend", body = ErrorBody),
         (status = 404, description = "`no such user exists`", body = ErrorBody),
+        (status = 409, description = "`the group is full: at most <MAX_GROUP_MEMBERS> members`", body = ErrorBody),
     ),
 )]
 async fn create_group(
@@ -525,7 +526,14 @@ async fn create_group(
     for username in &body.usernames {
         members.push(existing_user(&state, username).await?);
     }
-    let chat = messages::create_group(&state.db, &me, &name, &members).await?;
+    let chat = messages::create_group(
+        &state.db,
+        &me,
+        &name,
+        &members,
+        state.config.max_group_members,
+    )
+    .await?;
     state.events.wake();
     Ok((
         StatusCode::CREATED,
@@ -629,6 +637,7 @@ struct AddMemberBody {
         (status = 201, description = "added; the body is `null`", body = Null),
         (status = 400, description = "`already a member`; `<username> is not your friend`", body = ErrorBody),
         (status = 404, description = "`no such user exists`; `group chat not found`", body = ErrorBody),
+        (status = 409, description = "`the group is full: at most <MAX_GROUP_MEMBERS> members`", body = ErrorBody),
     ),
 )]
 async fn add_member(
@@ -638,7 +647,7 @@ async fn add_member(
     ApiJson(body): ApiJson<AddMemberBody>,
 ) -> AppResult<(StatusCode, Json<()>)> {
     let member = existing_user(&state, &body.username).await?;
-    messages::add_member(&state.db, &me, id, &member).await?;
+    messages::add_member(&state.db, &me, id, &member, state.config.max_group_members).await?;
     state.events.wake();
     Ok((StatusCode::CREATED, Json(())))
 }

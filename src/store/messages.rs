@@ -500,13 +500,19 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
     Ok(rows)
 }
 
-/// Creates a group of `me` and some of my friends.
+/// The answer when a group would have more than `max` members.
+fn group_full(max: u32) -> AppError {
+    AppError::Conflict(format!("the group is full: at most {max} members"))
+}
+
+/// Creates a group of `me` and some of my friends, at most `max_members` in all.
 #[tracing::instrument(skip(db))]
 pub async fn create_group(
     db: &Db,
     me: &User,
     name: &GroupName,
     members: &[User],
+    max_members: u32,
 ) -> AppResult<GroupChat> {
     for member in members {
         if member.user_id != me.user_id {
@@ -521,6 +527,9 @@ pub async fn create_group(
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    if ids.len() > max_members as usize {
+        return Err(group_full(max_members));
+    }
     db_tx!(db, |tx| {
         let group_chat_id = sqlx::query(
             "INSERT INTO group_chat (name, creator_id, created_date_time) VALUES (?, ?, ?)",
@@ -584,14 +593,23 @@ pub async fn members(db: &Db, group: GroupId) -> AppResult<Vec<UserSummary>> {
     })?)
 }
 
-/// A member adds one of their friends.
-pub async fn add_member(db: &Db, me: &User, group: GroupId, new_member: &User) -> AppResult<()> {
+/// A member adds one of their friends, while the group has fewer than `max_members`.
+pub async fn add_member(
+    db: &Db,
+    me: &User,
+    group: GroupId,
+    new_member: &User,
+    max_members: u32,
+) -> AppResult<()> {
     let chat = require_member(db, me.user_id, group).await?;
     require_friend(db, me.user_id, new_member).await?;
     db_tx!(db, |tx| {
         let existing = group_member_ids!(&mut *tx, group);
         if existing.contains(&new_member.user_id) {
             return Err(AppError::bad_request("already a member"));
+        }
+        if existing.len() >= max_members as usize {
+            return Err(group_full(max_members));
         }
         // Two members adding the same friend at once: both read the list before either
         // wrote; the second insert hits the key (MySQL) and is the same 400.

@@ -157,6 +157,34 @@ both_backends! {
         assert_eq!(app.count("group_chat").await, 0);
     }
 
+    async fn a_group_holds_at_most_max_group_members(app) {
+        let app = spawn_app_on(app.database.clone(), &[("MAX_GROUP_MEMBERS", "3")]).await;
+        let alice = app.user("alice").await;
+        let mut friends = Vec::new();
+        for name in ["bob", "carol", "dave"] {
+            let friend = app.user(name).await;
+            app.befriend(&alice, &friend).await;
+            friends.push(friend);
+        }
+        // Four at creation is one too many: refused, and no group is made.
+        let (s, b) = body(app.post_json(&alice.token, "/api/group_chats/", &json!({ "group_chat_name": "big", "usernames": ["bob", "carol", "dave"] })).await).await;
+        assert_eq!((s, b["detail"].as_str()), (StatusCode::CONFLICT, Some("the group is full: at most 3 members")));
+        assert_eq!(app.count("group_chat").await, 0);
+        let (s, g) = body(app.post_json(&alice.token, "/api/group_chats/", &json!({ "group_chat_name": "small", "usernames": ["bob", "carol"] })).await).await;
+        assert_eq!(s, StatusCode::CREATED);
+        let gid = g["group_chat_id"].as_i64().unwrap();
+        // Full: the fourth is refused and not added; after someone leaves there is room.
+        let add = |who: &'static str| {
+            let (app, token) = (&app, alice.token.clone());
+            async move { app.post_json(&token, &format!("/api/group_chats/{gid}/members"), &json!({ "username": who })).await }
+        };
+        let (s, b) = body(add("dave").await).await;
+        assert_eq!((s, b["detail"].as_str()), (StatusCode::CONFLICT, Some("the group is full: at most 3 members")));
+        assert_eq!(app.get(&friends[2].token, &format!("/api/group_chats/{gid}")).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(app.post(&friends[0].token, &format!("/api/group_chats/{gid}/leave")).await.status(), StatusCode::OK);
+        assert_eq!(add("dave").await.status(), StatusCode::CREATED);
+    }
+
     async fn only_the_author_edits_or_deletes_and_the_other_side_hears_it(app) {
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;

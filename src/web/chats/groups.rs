@@ -121,7 +121,14 @@ pub(super) async fn create_group(
     for username in input.member.iter().take(100) {
         members.push(users::named(&state.db, username).await?);
     }
-    let chat = messages::create_group(&state.db, &ctx.user, &name, &members).await?;
+    let chat = messages::create_group(
+        &state.db,
+        &ctx.user,
+        &name,
+        &members,
+        state.config.max_group_members,
+    )
+    .await?;
     state.events.wake();
     Ok(redirect(
         ctx.htmx,
@@ -136,7 +143,14 @@ pub(super) async fn group_add_member(
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let member = input.user(&state).await?;
-    messages::add_member(&state.db, &ctx.user, id, &member).await?;
+    messages::add_member(
+        &state.db,
+        &ctx.user,
+        id,
+        &member,
+        state.config.max_group_members,
+    )
+    .await?;
     state.events.wake();
     refreshed_members(&state, ctx, id).await
 }
