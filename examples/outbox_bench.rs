@@ -13,7 +13,7 @@
 //! 1. idle: nothing new, for `--idle-seconds`;
 //! 2. busy: `--rate` new events a second written through the outbox, while a prune
 //!    (`store::events::prune`, the function the processes run every minute) runs every
-//!    10 s and keeps the table at its seeded size, for `--busy-seconds`.
+//!    `--prune-seconds` (10) and keeps the table at its seeded size, for `--busy-seconds`.
 //!
 //! With a MySQL URL it creates (and afterwards drops) a database of its own on that server.
 
@@ -51,6 +51,9 @@ struct Options {
     idle_seconds: u64,
     #[arg(long, default_value_t = 60)]
     busy_seconds: u64,
+    /// How often the busy phase prunes (0: never).
+    #[arg(long, default_value_t = 10)]
+    prune_seconds: u64,
     /// Keep the MySQL database afterwards.
     #[arg(long)]
     keep: bool,
@@ -85,14 +88,17 @@ async fn main() {
         stop.clone(),
         written.clone(),
     ));
-    // The processes prune every minute; here every 10 s, keeping the table at its seeded
-    // size: each run deletes what the writer added since the last.
+    // The processes prune every minute; here every `--prune-seconds`, keeping the table at
+    // its seeded size: each run deletes what the writer added since the last.
     let pruner = {
         let (db, stop) = (db.clone(), stop.clone());
-        let keep = o.events as i64;
+        let (keep, prune_seconds) = (o.events as i64, o.prune_seconds);
         tokio::spawn(async move {
             let (mut pruned, mut longest) = (0, Duration::ZERO);
-            let mut every = tokio::time::interval(Duration::from_secs(10));
+            if prune_seconds == 0 {
+                return (0, longest);
+            }
+            let mut every = tokio::time::interval(Duration::from_secs(prune_seconds));
             every.tick().await;
             while !stop.load(Ordering::Relaxed) {
                 every.tick().await;
@@ -120,7 +126,10 @@ async fn main() {
         read
     );
     let (pruned, longest) = pruner.await.expect("pruner");
-    println!("  pruned every 10 s to the newest {}: {pruned} rows in all, the longest prune {longest:.1?}", o.events);
+    println!(
+        "  pruned to the newest {}: {pruned} rows in all, the longest prune {longest:.1?}",
+        o.events
+    );
 
     db.close().await;
     bench.finish(o.keep).await;
@@ -211,12 +220,18 @@ async fn poll_for(db: &Db, mut cursor: i64, how_long: Duration) -> (Vec<Duration
 }
 
 /// Writes `rate` events a second through the outbox, in a transaction every 10 ms, until
-/// `stop`.
-async fn write_events(db: Db, rate: u64, stop: Arc<AtomicBool>, written: Arc<AtomicU64>) {
+/// `stop`; each transaction's duration, sorted.
+async fn write_events(
+    db: Db,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+) -> Vec<Duration> {
     let per_batch = (rate / 100).max(1) as usize;
     let payload = serde_json::json!({ "message_id": 1, "content": "y".repeat(PAYLOAD_BYTES - 30) });
     let mut every = tokio::time::interval(Duration::from_millis(10));
     let mut user = 0;
+    let mut took = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         every.tick().await;
         let batch: Vec<NewEvent> = (0..per_batch)
@@ -225,9 +240,13 @@ async fn write_events(db: Db, rate: u64, stop: Arc<AtomicBool>, written: Arc<Ato
                 NewEvent::new(user, "message", &payload)
             })
             .collect();
+        let started = Instant::now();
         events::write(&db, &batch).await.expect("writing events");
+        took.push(started.elapsed());
         written.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
+    took.sort();
+    took
 }
 
 fn report(phase: &str, sorted: &[Duration]) {

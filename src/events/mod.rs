@@ -68,16 +68,23 @@ const NUMBERING_BATCH: i64 = 500;
 
 /// MySQL: gives every event committed since the last call its position, a batch per
 /// statement; returns how many (nothing to do on SQLite). The first half of a tailer tick.
+/// At most [`NUMBERING_PER_TICK`] at a time, so that a backlog (the database was slow
+/// or away) does not hold up delivering what is already numbered.
 pub async fn number_committed(db: &Db) -> Result<usize, sqlx::Error> {
     let mut numbered = 0;
-    loop {
+    while numbered < NUMBERING_PER_TICK {
         let n = event_store::assign_positions(db, NUMBERING_BATCH).await?;
         numbered += n;
         if (n as i64) < NUMBERING_BATCH {
-            return Ok(numbered);
+            break;
         }
     }
+    Ok(numbered)
 }
+
+/// The most events [`number_committed`] numbers in one call; a tailer that reached it
+/// ticks again at once.
+pub const NUMBERING_PER_TICK: usize = 20 * NUMBERING_BATCH as usize;
 
 /// How often a process prunes the outbox.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
@@ -281,8 +288,10 @@ impl EventHub {
             }
             let tick = Instant::now();
             let mut behind = 0i64;
-            if let Err(e) = number_committed(&self.inner.db).await {
-                tracing::warn!(error = %e, "numbering committed events failed; retrying");
+            match number_committed(&self.inner.db).await {
+                Ok(NUMBERING_PER_TICK) => self.wake(), // more to number: again at once
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "numbering committed events failed; retrying"),
             }
             loop {
                 let batch = match event_store::after(&self.inner.db, cursor, TAIL_BATCH).await {

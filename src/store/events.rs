@@ -222,12 +222,20 @@ pub async fn assign_positions(db: &Db, limit: i64) -> Result<usize, sqlx::Error>
         sqlx::query_scalar("SELECT last_seq FROM event_sequence WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT event_id FROM event WHERE seq IS NULL ORDER BY event_id LIMIT ?",
+    // The first unnumbered rows of the `seq` index, which holds them in `event_id` order
+    // (an index entry is its key and then the primary key). Asked for with `ORDER BY
+    // event_id`, MariaDB chose to walk the primary key from the table's first row, past
+    // every numbered one: with ten million rows, a second or more per tick, and a backlog
+    // that never caught up (`examples/outbox_bench.rs`, `docs/loadtest.md`). Forced onto
+    // the index, with `ORDER BY` it sorted every unnumbered row instead; without it, the
+    // read costs the batch alone. Sorted here, the batch is numbered in id order.
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT event_id FROM event FORCE INDEX (event_seq) WHERE seq IS NULL LIMIT ?",
     )
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
+    ids.sort_unstable();
     if ids.is_empty() {
         tx.rollback().await?;
         return Ok(0);

@@ -514,9 +514,19 @@ pub async fn create_group(
     members: &[User],
     max_members: u32,
 ) -> AppResult<GroupChat> {
-    for member in members {
-        if member.user_id != me.user_id {
-            require_friend(db, me.user_id, member).await?;
+    // Every named member must be my friend: one query for all of them.
+    let pairs: Vec<(UserId, UserId)> = members
+        .iter()
+        .filter(|m| m.user_id != me.user_id)
+        .map(|m| (me.user_id, m.user_id))
+        .collect();
+    if !pairs.is_empty() {
+        let rights = db_run!(db, |pool| friends::talk_rights!(pool, &pairs))?;
+        if let Some(stranger) = members.iter().find(|m| {
+            m.user_id != me.user_id
+                && friends::talk_of(&rights, me.user_id, m.user_id) != Talk::Friends
+        }) {
+            return Err(not_your_friend(stranger));
         }
     }
     let now = db::now();
@@ -561,11 +571,12 @@ pub async fn create_group(
 async fn require_friend(db: &Db, me: UserId, other: &User) -> AppResult<()> {
     match friends::may_talk(db, me, other.user_id).await? {
         Talk::Friends => Ok(()),
-        _ => Err(AppError::bad_request(format!(
-            "{} is not your friend",
-            other.username
-        ))),
+        _ => Err(not_your_friend(other)),
     }
+}
+
+fn not_your_friend(other: &User) -> AppError {
+    AppError::bad_request(format!("{} is not your friend", other.username))
 }
 
 /// The groups `me` belongs to.
