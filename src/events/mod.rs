@@ -56,6 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     db::Db,
+    history_cache::HistoryCache,
     store::events::{self as event_store, StoredEvent},
 };
 
@@ -90,6 +91,8 @@ struct Inner {
     wake: Notify,
     shutdown: CancellationToken,
     presence: presence::Presence,
+    /// Told of every event read and of every failed tick, to stay in step.
+    history: HistoryCache,
 }
 
 /// A stream's registration; dropping it unregisters (and may start the offline timer).
@@ -116,6 +119,7 @@ impl EventHub {
         retention: Duration,
         poll_interval: Duration,
         presence_grace: Duration,
+        history: HistoryCache,
         shutdown: CancellationToken,
     ) -> Result<Self, sqlx::Error> {
         // Events committed but not yet numbered get positions above this one.
@@ -132,6 +136,7 @@ impl EventHub {
                 next_subscriber: AtomicU64::new(1),
                 wake: Notify::new(),
                 shutdown,
+                history,
             }),
         };
         tokio::spawn(hub.clone().tail(start, poll_interval));
@@ -255,6 +260,7 @@ impl EventHub {
             }
             let tick = Instant::now();
             let mut behind = 0i64;
+            let mut failed = false;
             // MySQL: number what has committed since the last tick (nothing on SQLite).
             loop {
                 match event_store::assign_positions(&self.inner.db, NUMBERING_BATCH).await {
@@ -262,6 +268,7 @@ impl EventHub {
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "numbering committed events failed; retrying");
+                        failed = true;
                         break;
                     }
                 }
@@ -271,6 +278,7 @@ impl EventHub {
                     Ok(batch) => batch,
                     Err(e) => {
                         tracing::warn!(error = %e, "event tailer query failed; retrying");
+                        failed = true;
                         break;
                     }
                 };
@@ -280,10 +288,17 @@ impl EventHub {
                 cursor = last.position;
                 behind += batch.len() as i64;
                 crate::monitoring::tailer_lag(behind, tick.elapsed());
+                self.inner.history.observe(&batch);
                 self.dispatch(batch);
                 if !full {
                     break;
                 }
+            }
+            // The history cache serves only while every event committed is being seen.
+            if failed {
+                self.inner.history.tailer_failed();
+            } else {
+                self.inner.history.tailer_ok();
             }
         }
     }
