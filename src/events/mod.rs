@@ -45,7 +45,7 @@ pub mod stream;
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -93,6 +93,8 @@ struct Inner {
     presence: presence::Presence,
     /// Told of every event read and of every failed tick, to stay in step.
     history: HistoryCache,
+    /// Test knob: the tailer skips its ticks while set ([`EventHub::hold_tailer`]).
+    held: AtomicBool,
 }
 
 /// A stream's registration; dropping it unregisters (and may start the offline timer).
@@ -137,6 +139,7 @@ impl EventHub {
                 wake: Notify::new(),
                 shutdown,
                 history,
+                held: AtomicBool::new(false),
             }),
         };
         tokio::spawn(hub.clone().tail(start, poll_interval));
@@ -158,6 +161,14 @@ impl EventHub {
     /// rendered now starts its stream.
     pub fn watermark(&self) -> i64 {
         self.registry().dispatched
+    }
+
+    /// A test knob (the integration suite drives the real server): while held, the
+    /// tailer reads nothing, so what a test sees next comes from the request path alone
+    /// (a write's own invalidation of the history cache, not the tailer's).
+    #[doc(hidden)]
+    pub fn hold_tailer(&self, held: bool) {
+        self.inner.held.store(held, Ordering::SeqCst);
     }
 
     pub fn shutdown_token(&self) -> &CancellationToken {
@@ -257,6 +268,9 @@ impl EventHub {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(poll_interval) => {}
                 _ = self.inner.shutdown.cancelled() => return,
+            }
+            if self.inner.held.load(Ordering::SeqCst) {
+                continue;
             }
             let tick = Instant::now();
             let mut behind = 0i64;

@@ -97,6 +97,10 @@ async fn rewrite_silently(app: &TestApp, message_id: i64, content: &str) {
     }
 }
 
+async fn page_of(app: &TestApp, user: &ApiUser, friend: &ApiUser) -> Vec<String> {
+    contents(&read(app, user, &direct(friend, 50)).await.1)
+}
+
 fn contents(page: &Value) -> Vec<String> {
     page["results"]
         .as_array()
@@ -164,11 +168,28 @@ both_backends! {
         converges(&a, &reference, &alice, &direct(&bob, 50)).await.unwrap();
         let (_, page) = read(&a, &alice, &direct(&bob, 50)).await;
         assert_eq!(contents(&page), ["edited", "silent"]);
-        // Read-your-writes: an edit through `a` shows on `a` at once, without a tick.
+        // Read-your-writes: with `a`'s tailer held, what `a` itself writes shows on `a`
+        // at once (each write invalidates on its own path), and what `b` writes does not.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.hub.hold_tailer(true);
+        let _ = page_of(&a, &alice, &bob).await;
         let r = a.patch_json(&alice.token, &format!("/api/messages/{}", ids[2]), &json!({ "content": "mine" })).await;
         assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(page_of(&a, &alice, &bob).await, ["mine", "silent"], "an edit");
+        let sent = send(&a, &alice, "bob", "new").await["message_id"].as_i64().unwrap();
+        assert_eq!(page_of(&a, &alice, &bob).await, ["new", "mine", "silent"], "a send");
+        let r = a.post_json(&alice.token, &format!("/api/messages/{sent}/reactions"), &json!({ "emoji": "🎉" })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
         let (_, page) = read(&a, &alice, &direct(&bob, 50)).await;
-        assert_eq!(contents(&page), ["mine", "silent"]);
+        assert_eq!(page["results"][0]["reactions"][0]["emoji"], "🎉", "a reaction: {page}");
+        let r = a.delete(&alice.token, &format!("/api/messages/{sent}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(page_of(&a, &alice, &bob).await, ["mine", "silent"], "a delete");
+        send(&b, &alice, "bob", "elsewhere").await;
+        assert_eq!(page_of(&a, &alice, &bob).await, ["mine", "silent"], "b's send waits for a's tailer");
+        a.hub.hold_tailer(false);
+        converges(&a, &reference, &alice, &direct(&bob, 50)).await.unwrap();
+        assert_eq!(page_of(&a, &alice, &bob).await, ["elsewhere", "mine", "silent"]);
     }
 
     /// A member removed through another process is refused at once by a process whose
@@ -296,7 +317,7 @@ async fn random_run(a: &TestApp, seed: u64) -> Result<(), String> {
                     sender: actor,
                     to,
                 });
-                format!("u{actor} sends {text} to {dest}")
+                format!("member{actor} sends {text} to {dest}")
             }
             3 | 4 if !live.is_empty() => {
                 let m = live[rng.below(live.len())].clone();
@@ -307,14 +328,14 @@ async fn random_run(a: &TestApp, seed: u64) -> Result<(), String> {
                         &json!({ "content": format!("e{step}") }),
                     )
                     .await;
-                format!("u{} edits {} ({})", m.sender, m.id, r.status())
+                format!("member{} edits {} ({})", m.sender, m.id, r.status())
             }
             5 if !live.is_empty() => {
                 let m = live.remove(rng.below(live.len()));
                 let r = app
                     .delete(&users[m.sender].token, &format!("/api/messages/{}", m.id))
                     .await;
-                format!("u{} deletes {} ({})", m.sender, m.id, r.status())
+                format!("member{} deletes {} ({})", m.sender, m.id, r.status())
             }
             6 | 7 if !live.is_empty() => {
                 let m = live[rng.below(live.len())].clone();
@@ -337,7 +358,7 @@ async fn random_run(a: &TestApp, seed: u64) -> Result<(), String> {
                     )
                     .await
                 };
-                format!("u{who} reacts {e} to {} ({})", m.id, r.status())
+                format!("member{who} reacts {e} to {} ({})", m.id, r.status())
             }
             8 => {
                 // Membership: u0 adds a non-member or removes a member.
@@ -358,14 +379,14 @@ async fn random_run(a: &TestApp, seed: u64) -> Result<(), String> {
                     )
                     .await
                 };
-                format!("u0 toggles u{who}'s membership ({})", r.status())
+                format!("member0 toggles member{who}'s membership ({})", r.status())
             }
             _ => {
                 // A reader marks a direct chat read (its `seen` flags change).
                 let other = (actor + 1 + rng.below(3)) % 4;
                 let r = app.post_json(&users[actor].token, "/api/messages/seen", &json!({ "message_id": i32::MAX, "friend_username": users[other].username })).await;
                 format!(
-                    "u{actor} marks the chat with u{other} seen ({})",
+                    "member{actor} marks the chat with member{other} seen ({})",
                     r.status()
                 )
             }
@@ -381,7 +402,7 @@ async fn random_run(a: &TestApp, seed: u64) -> Result<(), String> {
                 let got = read(app, user, path).await;
                 if got != want {
                     return Err(context(format!(
-                        "{path} as u{i} on the writer: cached {got:?}\n database {want:?}"
+                        "{path} as member{i} on the writer: cached {got:?}\n database {want:?}"
                     )));
                 }
                 converges(apps[1 - via], &reference, user, path)
@@ -389,7 +410,7 @@ async fn random_run(a: &TestApp, seed: u64) -> Result<(), String> {
                     .map_err(context)?;
                 if path.contains("group_chats") && !members[i] && want.0 != StatusCode::NOT_FOUND {
                     return Err(context(format!(
-                        "u{i} is not a member but got {:?}",
+                        "member{i} is not a member but got {:?}",
                         want.0
                     )));
                 }
