@@ -292,9 +292,9 @@ async fn random_run(a: &TestApp, seed: u64) -> Result<(), String> {
             a.befriend(&users[i], &users[j]).await;
         }
     }
-    // u0 made the group and stays in it; the others come and go.
+    // member0 made the group and stays in it; the others come and go.
     let g = create_group(a, &users[0], &[&users[1], &users[2]]).await;
-    let mut members = vec![true, true, true, false];
+    let mut members = [true, true, true, false];
     let mut live: Vec<Live> = Vec::new();
     let emoji = ["👍", "🎉", "👀"];
     for step in 0..60 {
