@@ -49,6 +49,15 @@
 //! tick, after a tick that failed (which also empties the cache), or when no tick has
 //! completed for [`HistoryCache::new`]'s `stale_after`. Other processes' writes are
 //! therefore seen within one tailer tick, as live events are.
+//!
+//! # The one known gap
+//!
+//! An account deleted through another process changes conversations that hear no event
+//! of it: its direct chats with people who were no longer its friends (deleted), and
+//! its reactions and mentions in groups it had already left (deleted with the account by
+//! the foreign keys). The process that deletes it empties its own cache; the others
+//! serve such an entry until it ages out ([`MAX_AGE`]), and only to people who could
+//! already read it.
 
 use std::{
     hash::{BuildHasher, Hash},
