@@ -399,7 +399,11 @@ pub async fn delete_account(
     {
         return Ok(Err(field("password", "password is wrong")));
     }
-    account_data::delete(&state.db, user).await?;
+    let deleted = account_data::delete(&state.db, user).await;
+    // Their direct chats are gone and their group messages now a deleted user's: rare
+    // enough to forget every conversation rather than find theirs.
+    state.history.forget_all();
+    deleted?;
     state.directory.forget(user);
     state.events.wake();
     tracing::info!(user_id = user.user_id, "account deleted");

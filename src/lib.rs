@@ -19,6 +19,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod history_cache;
 pub mod mail;
 pub mod monitoring;
 pub mod rich;

@@ -4,7 +4,8 @@
 //!
 //! Recorded where they happen: HTTP requests by route template (axum's `MatchedPath`,
 //! never the raw path, so ids in paths do not multiply the series), status and latency;
-//! the send path's batch sizes and commit latency; the event tailer's lag. Read from the
+//! the send path's batch sizes and commit latency; the event tailer's lag; the history
+//! cache's hits and misses. Read from the
 //! application at each scrape and written out with the rest: open event streams, the
 //! database pool, the argon2 queue (per application, not through the process-wide
 //! recorder, so that several applications in one process, as in the tests, each report
@@ -37,6 +38,7 @@ const BATCH_SIZE: &str = "messenger_send_batch_size";
 const COMMIT_SECONDS: &str = "messenger_send_commit_duration_seconds";
 const TAILER_LAG_EVENTS: &str = "messenger_event_tailer_lag_events";
 const TAILER_LAG_SECONDS: &str = "messenger_event_tailer_lag_seconds";
+const HISTORY_CACHE: &str = "messenger_history_cache_reads_total";
 const POOL: &str = "messenger_db_pool_connections";
 const POOL_MAX: &str = "messenger_db_pool_max_connections";
 const ARGON2_QUEUED: &str = "messenger_argon2_queued";
@@ -90,6 +92,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to write and commit one batch of sends"
     );
+    describe_counter!(
+        HISTORY_CACHE,
+        "Latest-page reads, by whether the history cache answered them (hit) or the database did (miss)"
+    );
     describe_gauge!(
         TAILER_LAG_EVENTS,
         "Events the tailer found committed in its latest tick, before handing them to this process's streams"
@@ -131,6 +137,11 @@ pub fn send_batch(size: usize, took: Duration) {
 pub fn tailer_lag(events: i64, tick: Duration) {
     gauge!(TAILER_LAG_EVENTS).set(events as f64);
     gauge!(TAILER_LAG_SECONDS).set(tick.as_secs_f64());
+}
+
+/// A latest-page read: answered from the history cache, or not.
+pub fn history_cache(hit: bool) {
+    counter!(HISTORY_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
 }
 
 /// The metrics listener's routes: `GET /metrics` and nothing else.

@@ -49,6 +49,7 @@ use crate::{
     error::AppError,
     events::EventHub,
     health::{self, Health},
+    history_cache::HistoryCache,
     mail::Mailer,
     monitoring, socketio,
     state::AppState,
@@ -70,6 +71,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
+/// How long the history cache trusts a tailer that has not completed a tick (plus four
+/// poll intervals): longer than a busy tick, short enough to bound staleness.
+const HISTORY_TAILER_STALE: Duration = Duration::from_secs(2);
 /// How often `RDS_PASSWORD_FILE` is re-read for a rotated password.
 pub const PASSWORD_REREAD_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -111,6 +115,12 @@ impl Application {
             config.public_url = Some(format!("http://{address}"));
         }
         let shutdown = CancellationToken::new();
+        // Served from only while the tailer has completed a tick lately (a stalled one
+        // could be missing other processes' edits).
+        let history = HistoryCache::new(
+            config.history_cache_mb,
+            HISTORY_TAILER_STALE + config.event_poll_interval * 4,
+        );
         let events = EventHub::start(
             db.clone(),
             crate::events::Retention {
@@ -119,6 +129,7 @@ impl Application {
             },
             config.event_poll_interval,
             config.presence_grace,
+            history.clone(),
             shutdown.clone(),
         )
         .await
@@ -177,7 +188,9 @@ impl Application {
                     .await
                     .context("reading the auto-increment settings")?,
                 Rate::per(config.sends_per_minute, Duration::from_secs(60)),
+                history.clone(),
             ),
+            history,
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
             access,
             attachments,

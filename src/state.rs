@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     db::Db,
     events::EventHub,
+    history_cache::HistoryCache,
     mail::Mailer,
     store::{sending::SendQueue, users::Directory},
 };
@@ -39,6 +40,8 @@ pub struct AppState {
     pub streams: Arc<StreamSlots>,
     /// Files sent with messages, and where they are stored.
     pub attachments: Attachments,
+    /// The latest messages of open conversations (`crate::history_cache`).
+    pub history: HistoryCache,
 }
 
 impl FromRef<AppState> for Db {

@@ -95,6 +95,7 @@ async fn direct_history(
     .parse()?;
     let mut page = messages::history(
         &state.db,
+        &state.history,
         me.user_id,
         Conversation::Direct(other.user_id),
         cursor.as_ref(),
@@ -129,6 +130,7 @@ async fn group_history(
     let (limit, cursor) = q.parse()?;
     let mut page = messages::history(
         &state.db,
+        &state.history,
         me.user_id,
         Conversation::Group(id),
         cursor.as_ref(),
@@ -350,7 +352,7 @@ async fn edit(
 ) -> AppResult<Json<Message>> {
     let with_html = render.html()?;
     let content = parse_content(&body.content)?;
-    let mut message = messages::edit(&state.db, &me, id, &content).await?;
+    let mut message = messages::edit(&state.db, &state.history, &me, id, &content).await?;
     rich::for_viewer(std::slice::from_mut(&mut message), me.user_id, with_html);
     state.events.wake();
     Ok(Json(message))
@@ -375,7 +377,7 @@ async fn delete(
     ApiUser(me): ApiUser,
     ApiPath(id): ApiPath<MessageId>,
 ) -> AppResult<Json<()>> {
-    messages::delete(&state.db, &me, id).await?;
+    messages::delete(&state.db, &state.history, &me, id).await?;
     state.events.wake();
     state.attachments.purge_message(&state.db, id).await;
     Ok(Json(()))
@@ -419,7 +421,14 @@ async fn seen(
         conversations::resolve(&state, body.friend_username.as_deref(), body.group_chat_id)
             .await?
             .conversation();
-    let changed = messages::mark_seen(&state.db, me.user_id, conversation, body.message_id).await?;
+    let changed = messages::mark_seen(
+        &state.db,
+        &state.history,
+        me.user_id,
+        conversation,
+        body.message_id,
+    )
+    .await?;
     if changed {
         state.events.wake();
     }

@@ -97,7 +97,8 @@ async fn add_reaction(
     ApiJson(body): ApiJson<ReactionBody>,
 ) -> AppResult<(StatusCode, Json<Reactions>)> {
     let emoji = parse_emoji(&body.emoji, &["body", "emoji"])?;
-    let (reactions, changed) = rich::react(&state.db, &me, id, &emoji, ReactOp::Add).await?;
+    let (reactions, changed) =
+        rich::react(&state.db, &state.history, &me, id, &emoji, ReactOp::Add).await?;
     if changed {
         state.events.wake();
     }
@@ -136,7 +137,8 @@ async fn remove_reaction(
     ApiPath((id, emoji)): ApiPath<(MessageId, String)>,
 ) -> AppResult<Json<Reactions>> {
     let emoji = parse_emoji(&emoji, &["path", "emoji"])?;
-    let (reactions, changed) = rich::react(&state.db, &me, id, &emoji, ReactOp::Remove).await?;
+    let (reactions, changed) =
+        rich::react(&state.db, &state.history, &me, id, &emoji, ReactOp::Remove).await?;
     if changed {
         state.events.wake();
     }

@@ -546,7 +546,7 @@ pub async fn send(
     match state.sends.send(db, outgoing).await {
         Ok((message, true)) => {
             state.events.wake();
-            match rows::link(db, &message, &claimed).await {
+            match rows::link(db, &state.history, &message, &claimed).await {
                 Ok(message) => Ok((message, true)),
                 Err(e) => {
                     // The message went out; its files did not (one was sent or cancelled

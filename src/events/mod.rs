@@ -45,7 +45,7 @@ pub mod stream;
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -56,6 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     db::Db,
+    history_cache::HistoryCache,
     store::events::{self as event_store, StoredEvent},
 };
 
@@ -123,6 +124,10 @@ struct Inner {
     wake: Notify,
     shutdown: CancellationToken,
     presence: presence::Presence,
+    /// Told of every event read and of every failed tick, to stay in step.
+    history: HistoryCache,
+    /// Test knob: the tailer skips its ticks while set ([`EventHub::hold_tailer`]).
+    held: AtomicBool,
 }
 
 /// A stream's registration; dropping it unregisters (and may start the offline timer).
@@ -149,6 +154,7 @@ impl EventHub {
         retention: Retention,
         poll_interval: Duration,
         presence_grace: Duration,
+        history: HistoryCache,
         shutdown: CancellationToken,
     ) -> Result<Self, sqlx::Error> {
         // Events committed but not yet numbered get positions above this one.
@@ -165,6 +171,8 @@ impl EventHub {
                 next_subscriber: AtomicU64::new(1),
                 wake: Notify::new(),
                 shutdown,
+                history,
+                held: AtomicBool::new(false),
             }),
         };
         tokio::spawn(hub.clone().tail(start, poll_interval));
@@ -186,6 +194,14 @@ impl EventHub {
     /// rendered now starts its stream.
     pub fn watermark(&self) -> i64 {
         self.registry().dispatched
+    }
+
+    /// A test knob (the integration suite drives the real server): while held, the
+    /// tailer reads nothing, so what a test sees next comes from the request path alone
+    /// (a write's own invalidation of the history cache, not the tailer's).
+    #[doc(hidden)]
+    pub fn hold_tailer(&self, held: bool) {
+        self.inner.held.store(held, Ordering::SeqCst);
     }
 
     pub fn shutdown_token(&self) -> &CancellationToken {
@@ -286,18 +302,31 @@ impl EventHub {
                 _ = tokio::time::sleep(poll_interval) => {}
                 _ = self.inner.shutdown.cancelled() => return,
             }
+            if self.inner.held.load(Ordering::SeqCst) {
+                continue;
+            }
             let tick = Instant::now();
             let mut behind = 0i64;
-            match number_committed(&self.inner.db).await {
-                Ok(NUMBERING_PER_TICK) => self.wake(), // more to number: again at once
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "numbering committed events failed; retrying"),
-            }
+            let mut failed = false;
+            // MySQL: number what has committed since the last tick (nothing on SQLite).
+            let caught_up = match number_committed(&self.inner.db).await {
+                Ok(NUMBERING_PER_TICK) => {
+                    self.wake(); // more to number: again at once
+                    false
+                }
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "numbering committed events failed; retrying");
+                    failed = true;
+                    false
+                }
+            };
             loop {
                 let batch = match event_store::after(&self.inner.db, cursor, TAIL_BATCH).await {
                     Ok(batch) => batch,
                     Err(e) => {
                         tracing::warn!(error = %e, "event tailer query failed; retrying");
+                        failed = true;
                         break;
                     }
                 };
@@ -307,10 +336,18 @@ impl EventHub {
                 cursor = last.position;
                 behind += batch.len() as i64;
                 crate::monitoring::tailer_lag(behind, tick.elapsed());
+                self.inner.history.observe(&batch);
                 self.dispatch(batch);
                 if !full {
                     break;
                 }
+            }
+            // The history cache serves only while every event committed is being seen: not
+            // while numbering is behind either.
+            if failed {
+                self.inner.history.tailer_failed();
+            } else if caught_up {
+                self.inner.history.tailer_ok();
             }
         }
     }

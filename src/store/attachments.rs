@@ -177,13 +177,18 @@ pub async fn unsent(
 /// conversation, with `message_edited` carrying the message and its attachments (live
 /// pages swap it in; API clients get the attachments). All or nothing: an attachment
 /// that was linked or deleted meanwhile fails the whole link.
-pub async fn link(db: &Db, message: &Message, rows: &[AttachmentRow]) -> AppResult<Message> {
+pub async fn link(
+    db: &Db,
+    history: &crate::history_cache::HistoryCache,
+    message: &Message,
+    rows: &[AttachmentRow],
+) -> AppResult<Message> {
     let mut message = message.clone();
     message.attachments = rows.iter().map(AttachmentRow::info).collect();
     let sender = message
         .sender_id
         .ok_or_else(|| anyhow::anyhow!("a sent message without a sender"))?;
-    db_tx!(db, |tx| {
+    let written = db_tx!(db, |tx| {
         for (position, row) in rows.iter().enumerate() {
             let linked = sqlx::query(
                 "UPDATE attachment SET message_id = ?, position = ? \
@@ -219,7 +224,9 @@ pub async fn link(db: &Db, message: &Message, rows: &[AttachmentRow]) -> AppResu
         ))
         .await?;
         Ok::<_, AppError>(())
-    })?;
+    });
+    history.forget_message(&message);
+    written?;
     Ok(message)
 }
 

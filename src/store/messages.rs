@@ -21,6 +21,7 @@ use crate::{
         GroupName, MessageContent,
     },
     error::{AppError, AppResult},
+    history_cache::{HistoryCache, Key},
 };
 
 pub type MessageId = i32;
@@ -129,16 +130,30 @@ pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> AppResult<Opti
 }
 
 /// One page of a conversation, newest first. `next___<id>` goes to older messages,
-/// `prev___<id>` back to newer ones.
-#[tracing::instrument(skip(db))]
+/// `prev___<id>` back to newer ones. The latest page (no cursor) comes from `cache` when
+/// it is sure of it (`crate::history_cache`); the caller has checked that `me` may read
+/// the conversation, as for the database.
+#[tracing::instrument(skip(db, cache))]
 pub async fn history(
     db: &Db,
+    cache: &HistoryCache,
     me: UserId,
     conversation: Conversation,
     cursor: Option<&Cursor>,
     limit: u32,
 ) -> AppResult<Page<Message>> {
     let limit = limit.clamp(1, 100) as usize;
+    let key = Key::of(me, conversation);
+    if cursor.is_none() {
+        if let Some(mut rows) = cache.latest(key, limit) {
+            super::rich::for_viewer(&mut rows, me, false);
+            return Ok(Page::from_rows(rows, limit, None, |m| {
+                m.message_id.to_string()
+            }));
+        }
+    }
+    // Before the read: an invalidation from here on keeps its rows out of the cache.
+    let ticket = cursor.is_none().then(|| cache.ticket(key)).flatten();
     let bound = match cursor {
         Some(c) => Some(c.numeric().map_err(AppError::bad_request)?),
         None => None,
@@ -207,6 +222,9 @@ pub async fn history(
     }
     super::attachments::fill(db, &mut rows).await?;
     super::rich::fill(db, me, &mut rows).await?;
+    if let Some(ticket) = ticket {
+        cache.install(ticket, &rows, fetch as usize);
+    }
     Ok(Page::from_rows(rows, limit, cursor, |m| {
         m.message_id.to_string()
     }))
@@ -288,9 +306,10 @@ pub async fn last_read(db: &Db, me: UserId, group: GroupId) -> AppResult<Message
 }
 
 /// Edits my own message; everyone in the conversation hears `message_edited`.
-#[tracing::instrument(skip(db, content))]
+#[tracing::instrument(skip(db, history, content))]
 pub async fn edit(
     db: &Db,
+    history: &HistoryCache,
     me: &User,
     message_id: MessageId,
     content: &MessageContent,
@@ -310,7 +329,7 @@ pub async fn edit(
     // Mentions checked again and the search postings replaced, in the edit's transaction.
     super::rich::fill(db, me.user_id, std::slice::from_mut(&mut message)).await?;
     message.rich.mentions = super::rich::prepare_edit(db, me.user_id, &message).await?;
-    db_tx!(db, |tx| {
+    let written = db_tx!(db, |tx| {
         let updated = sqlx::query("UPDATE message SET content = ?, last_edited_date_time = ? WHERE message_id = ? AND sender_id = ?")
             .bind(content.as_str())
             .bind(now)
@@ -333,13 +352,21 @@ pub async fn edit(
         ))
         .await?;
         Ok::<_, AppError>(())
-    })?;
+    });
+    // Whatever the outcome (a failed COMMIT may have written it): read it again.
+    history.forget_message(&message);
+    written?;
     Ok(message)
 }
 
 /// Deletes my own message for everyone; they hear `message_deleted`.
-#[tracing::instrument(skip(db))]
-pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Message> {
+#[tracing::instrument(skip(db, history))]
+pub async fn delete(
+    db: &Db,
+    history: &HistoryCache,
+    me: &User,
+    message_id: MessageId,
+) -> AppResult<Message> {
     let (message, participants) = visible_message(db, me.user_id, message_id).await?;
     if message.sender_id != Some(me.user_id) {
         return Err(AppError::Forbidden(
@@ -348,7 +375,7 @@ pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Mess
     }
     require_talk(db, me.user_id, &message).await?;
     let payload = json!({ "message_id": message_id, "group_chat_id": message.group_chat_id, "sender_id": message.sender_id, "reciever_id": message.reciever_id });
-    db_tx!(db, |tx| {
+    let written = db_tx!(db, |tx| {
         sqlx::query("DELETE FROM message WHERE message_id = ? AND sender_id = ?")
             .bind(message_id)
             .bind(me.user_id)
@@ -361,15 +388,18 @@ pub async fn delete(db: &Db, me: &User, message_id: MessageId) -> AppResult<Mess
         ))
         .await?;
         Ok::<_, AppError>(())
-    })?;
+    });
+    history.forget_message(&message);
+    written?;
     Ok(message)
 }
 
 /// Marks messages up to `up_to` as seen by `me`. Direct: the `seen` flag of what the
 /// other sent me; group: my read marker. The others hear `seen` when anything changed.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, history))]
 pub async fn mark_seen(
     db: &Db,
+    history: &HistoryCache,
     me: UserId,
     conversation: Conversation,
     up_to: MessageId,
@@ -401,7 +431,7 @@ pub async fn mark_seen(
     if up_to <= 0 {
         return Ok(false);
     }
-    db_tx!(db, |tx| {
+    let written = db_tx!(db, |tx| {
         let (changed, notify) = match conversation {
             Conversation::Direct(other) => {
                 let r = sqlx::query(
@@ -440,7 +470,12 @@ pub async fn mark_seen(
                 .await?;
         }
         Ok::<_, AppError>(changed)
-    })
+    });
+    // A direct chat's `seen` flags are its messages'; a group's marker is the member's.
+    if let (Conversation::Direct(_), Ok(true) | Err(_)) = (conversation, &written) {
+        history.forget(Key::of(me, conversation));
+    }
+    written
 }
 
 /// One row of the chats list.

@@ -553,9 +553,10 @@ pub async fn reactions(
 /// everyone in the conversation hears `reaction` when something changed. A message takes
 /// at most [`MAX_DISTINCT_PER_MESSAGE`](crate::rich::emoji::MAX_DISTINCT_PER_MESSAGE)
 /// different emoji (422 beyond).
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, history))]
 pub async fn react(
     db: &Db,
+    history: &crate::history_cache::HistoryCache,
     me: &super::users::UserSummary,
     message_id: MessageId,
     emoji: &ReactionEmoji,
@@ -571,7 +572,7 @@ pub async fn react(
     };
     let emoji = emoji.as_str();
     let now = db::now();
-    db_tx!(db, |tx| {
+    let written = db_tx!(db, |tx| {
         let exists: Option<MessageId> = sqlx::query_scalar(lock)
             .bind(message_id)
             .fetch_optional(&mut *tx)
@@ -646,5 +647,9 @@ pub async fn react(
                 .await?;
         }
         Ok::<_, AppError>((summary, changed))
-    })
+    });
+    if !matches!(written, Ok((_, false))) {
+        history.forget_message(&message);
+    }
+    written
 }

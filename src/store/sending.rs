@@ -58,6 +58,7 @@ use crate::{
     db::{self, unavailable, Circuit, Db, InsertedId, Retryable},
     domain::MessageContent,
     error::{AppError, AppResult},
+    history_cache::{HistoryCache, Key},
 };
 
 /// The most sends one transaction carries.
@@ -142,6 +143,8 @@ struct Shared {
     stop: CancellationToken,
     writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     panic_next_batch: AtomicBool,
+    /// Told of every conversation a batch wrote to, before its senders hear.
+    history: HistoryCache,
 }
 
 impl SendQueue {
@@ -153,6 +156,7 @@ impl SendQueue {
         writers: usize,
         consecutive_ids: bool,
         send_rate: Rate,
+        history: HistoryCache,
     ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
@@ -164,6 +168,7 @@ impl SendQueue {
             stop: CancellationToken::new(),
             writers: std::sync::Mutex::new(Vec::new()),
             panic_next_batch: AtomicBool::new(false),
+            history,
         });
         let handles = (0..writers.max(1))
             .map(|_| tokio::spawn(write_batches(shared.clone(), queue.clone())))
@@ -392,6 +397,11 @@ impl Shared {
             other => copies(&self.failed(other), sends.len()),
         };
         crate::monitoring::send_batch(sends.len(), started.elapsed());
+        // Every conversation written to (or perhaps written to, after a failed COMMIT),
+        // so that a sender reading on this process sees its message at once.
+        for send in &sends {
+            self.history.forget(Key::of(send.sender.user_id, send.to));
+        }
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that has gone meanwhile (claimed, then dropped) finds the message
             // sent when it retries with its key.

@@ -193,9 +193,10 @@ async fn react(
 ) -> AppResult<Response> {
     let emoji = ReactionEmoji::parse(&input.emoji).map_err(AppError::bad_request)?;
     let me = UserSummary::from(&ctx.user);
-    let (summary, changed) = rich_store::react(&state.db, &me, id, &emoji, ReactOp::Toggle)
-        .await
-        .map_err(super::attachments::for_pages)?;
+    let (summary, changed) =
+        rich_store::react(&state.db, &state.history, &me, id, &emoji, ReactOp::Toggle)
+            .await
+            .map_err(super::attachments::for_pages)?;
     if changed {
         state.events.wake();
     }

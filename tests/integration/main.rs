@@ -16,6 +16,7 @@ mod display_names;
 mod faults;
 mod foundation;
 mod friends;
+mod history_cache;
 mod limits;
 mod live;
 mod messages;

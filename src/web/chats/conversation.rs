@@ -209,7 +209,9 @@ impl ConversationView {
         // Read marks are news to the other side: none between users who may no longer talk.
         if before.is_none() && can_send {
             if let Some(newest) = messages.last() {
-                if messages::mark_seen(&state.db, my_id, opened.conv, newest.id).await? {
+                if messages::mark_seen(&state.db, &state.history, my_id, opened.conv, newest.id)
+                    .await?
+                {
                     state.events.wake();
                 }
             }
@@ -280,7 +282,15 @@ async fn page(
     before: Option<MessageId>,
 ) -> AppResult<(Vec<MessageView>, Option<MessageId>)> {
     let cursor = before.map(|id| Cursor::Next(id.to_string()));
-    let page = messages::history(&state.db, me, conv, cursor.as_ref(), PAGE_SIZE).await?;
+    let page = messages::history(
+        &state.db,
+        &state.history,
+        me,
+        conv,
+        cursor.as_ref(),
+        PAGE_SIZE,
+    )
+    .await?;
     let older = page
         .cursor
         .next_page
@@ -473,7 +483,15 @@ pub(super) async fn seen(
     Form(input): Form<SeenInput>,
 ) -> AppResult<StatusCode> {
     let conv = path.resolve(&state, &ctx.user).await?.conversation();
-    if messages::mark_seen(&state.db, ctx.user.user_id, conv, input.message_id).await? {
+    if messages::mark_seen(
+        &state.db,
+        &state.history,
+        ctx.user.user_id,
+        conv,
+        input.message_id,
+    )
+    .await?
+    {
         state.events.wake();
     }
     Ok(StatusCode::NO_CONTENT)

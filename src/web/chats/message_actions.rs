@@ -96,7 +96,7 @@ pub(super) async fn edit_message(
     Form(input): Form<EditInput>,
 ) -> AppResult<Response> {
     let content = MessageContent::parse(&input.content).map_err(AppError::BadRequest)?;
-    let message = messages::edit(&state.db, &ctx.user, id, &content)
+    let message = messages::edit(&state.db, &state.history, &ctx.user, id, &content)
         .await
         .map_err(crate::web::attachments::for_pages)?;
     state.events.wake();
@@ -108,7 +108,7 @@ pub(super) async fn delete_message(
     ctx: Ctx,
     Path(id): Path<MessageId>,
 ) -> AppResult<Response> {
-    let message = messages::delete(&state.db, &ctx.user, id).await?;
+    let message = messages::delete(&state.db, &state.history, &ctx.user, id).await?;
     state.events.wake();
     state.attachments.purge_message(&state.db, id).await;
     if ctx.htmx {
