@@ -112,13 +112,20 @@ async fn main() {
     };
     let (busy, _, read) = poll_for(&db, cursor, Duration::from_secs(o.busy_seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    writer.await.expect("writer");
+    let writes = writer.await.expect("writer");
     report(
         &format!(
-            "busy ({} events/s written, pruned to size every 10 s)",
-            o.rate
+            "busy ({} events/s written, pruned to size every {} s)",
+            o.rate, o.prune_seconds
         ),
         &busy,
+    );
+    println!(
+        "  each write of {} events: p50 {:.2?} p99 {:.2?} max {:.2?}",
+        (o.rate / 100).max(1),
+        percentile(&writes, 0.5),
+        percentile(&writes, 0.99),
+        writes.last().copied().unwrap_or_default()
     );
     println!(
         "  events written {}, read by the polls {}",
