@@ -77,24 +77,13 @@ async fn send(app: &TestApp, from: &ApiUser, to: &str, content: &str) -> Value {
 /// that reads the database sees it. Shows which answers came from a cache.
 async fn rewrite_silently(app: &TestApp, message_id: i64, content: &str) {
     let sql = "UPDATE message SET content = ? WHERE message_id = ?";
-    match &app.db {
-        messenger::db::Db::MySql(pool) => {
-            sqlx::query(sql)
-                .bind(content)
-                .bind(message_id)
-                .execute(pool)
-                .await
-                .unwrap();
-        }
-        messenger::db::Db::Sqlite(pool) => {
-            sqlx::query(sql)
-                .bind(content)
-                .bind(message_id)
-                .execute(pool)
-                .await
-                .unwrap();
-        }
-    }
+    messenger::db_run!(&app.db, |pool| sqlx::query(sql)
+        .bind(content)
+        .bind(message_id)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+    .unwrap();
 }
 
 async fn page_of(app: &TestApp, user: &ApiUser, friend: &ApiUser) -> Vec<String> {
