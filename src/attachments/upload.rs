@@ -196,19 +196,10 @@ impl Attachments {
             .as_file()
             .try_clone()
             .map_err(|e| anyhow::Error::new(e).context("opening a spool file"))?;
-        // The writes happen on a background thread (`crate::background`). The chunks are
-        // copied at once into a few recycled 256 KiB buffers, so that the multipart reader
-        // can reuse its memory rather than allocate afresh while chunks wait to be written.
-        let (full, mut to_write) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-        let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
-        let written = crate::background::spawn(move || {
-            while let Some(mut buffer) = to_write.blocking_recv() {
-                handle.write_all(&buffer)?;
-                buffer.clear();
-                let _ = give_back.send(buffer);
-            }
-            Ok::<_, std::io::Error>(())
-        });
+        // Chunks are copied at once into one 256 KiB buffer, so that the multipart reader
+        // reuses its memory; each full buffer is written by a background thread
+        // (`crate::background`), which hands file and buffer back. No thread waits on the
+        // client: a stalled upload holds memory, not a thread.
         let mut buffer = Vec::with_capacity(SPOOL_BUFFER);
         let mut size = 0u64;
         let mut head = Vec::new();
@@ -226,28 +217,29 @@ impl Attachments {
                 head.extend_from_slice(&chunk[..take]);
             }
             if !buffer.is_empty() && buffer.len() + chunk.len() > SPOOL_BUFFER {
-                let next = returned
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(SPOOL_BUFFER));
-                if full
-                    .send(std::mem::replace(&mut buffer, next))
-                    .await
-                    .is_err()
-                {
-                    break; // the writer failed: its error is below
-                }
+                (handle, buffer) = write_in_background(handle, buffer).await?;
             }
             buffer.extend_from_slice(&chunk);
         }
         if !buffer.is_empty() {
-            let _ = full.send(buffer).await;
+            write_in_background(handle, buffer).await?;
         }
-        drop(full);
-        written
-            .await?
-            .map_err(|e| anyhow::Error::new(e).context("spooling an upload"))?;
         Ok(Spooled { file, size, head })
     }
+}
+
+/// Writes `buffer` to the spool file on a background thread; file and emptied buffer back.
+async fn write_in_background(
+    mut file: std::fs::File,
+    mut buffer: Vec<u8>,
+) -> AppResult<(std::fs::File, Vec<u8>)> {
+    crate::background::spawn(move || {
+        file.write_all(&buffer)?;
+        buffer.clear();
+        Ok((file, buffer))
+    })
+    .await?
+    .map_err(|e: std::io::Error| anyhow::Error::new(e).context("spooling an upload").into())
 }
 
 /// The value of a multipart form's first part when that part is the text field `field`
