@@ -620,6 +620,20 @@ pub async fn accepted_friend_ids(db: &Db, me: UserId) -> Result<Vec<UserId>, sql
     })
 }
 
+/// A `LIKE … ESCAPE '!'` pattern for values starting with `prefix`, its own `%`, `_` and
+/// `!` taken literally.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// My friends whose name starts with `prefix` (any case), in name order.
 #[tracing::instrument(skip(db))]
 pub async fn friends_with_prefix(
@@ -628,13 +642,6 @@ pub async fn friends_with_prefix(
     prefix: &str,
     limit: u32,
 ) -> Result<Vec<UserSummary>, sqlx::Error> {
-    let escaped: String = prefix
-        .chars()
-        .flat_map(|c| match c {
-            '%' | '_' | '!' => vec!['!', c],
-            c => vec![c],
-        })
-        .collect();
     db_run!(db, |pool| {
         sqlx::query_as::<_, UserSummary>(
             "SELECT other_id AS user_id, other_username AS username FROM friend_list \
@@ -642,7 +649,7 @@ pub async fn friends_with_prefix(
              ORDER BY other_username LIMIT ?",
         )
         .bind(me)
-        .bind(format!("{escaped}%"))
+        .bind(like_prefix(prefix))
         .bind(i64::from(limit.clamp(1, 100)))
         .fetch_all(pool)
         .await
@@ -657,14 +664,7 @@ pub async fn search(
     prefix: &str,
     limit: u32,
 ) -> Result<Vec<UserSummary>, sqlx::Error> {
-    let escaped: String = prefix
-        .chars()
-        .flat_map(|c| match c {
-            '%' | '_' | '!' => vec!['!', c],
-            c => vec![c],
-        })
-        .collect();
-    let pattern = format!("{escaped}%");
+    let pattern = like_prefix(prefix);
     // A prefix range on the username index; the blocker test is one primary-key lookup
     // per candidate.
     let sql = "SELECT u.user_id, u.username FROM user u \

@@ -103,7 +103,7 @@ impl Driver {
 }
 
 /// How long a page gets to show something: generous, as browser tests share two cores.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The element `css` selects, once the page shows it; on a timeout the panic names the page
 /// and what it says, so that a failure in CI explains itself.
@@ -116,16 +116,36 @@ pub async fn wait_for(b: &Client, css: &str) -> Element {
 
 /// Polls `script` (a function body that returns) until it returns `true`.
 pub async fn wait_until(b: &Client, what: &str, script: &str, wait: Duration) {
+    wait_until_with(b, what, script, vec![], wait).await
+}
+
+/// [`wait_until`] for a script that reads `arguments` (`args`); a timeout names what the
+/// script returned last.
+pub async fn wait_until_with(
+    b: &Client,
+    what: &str,
+    script: &str,
+    args: Vec<serde_json::Value>,
+    wait: Duration,
+) {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        if b.execute(script, vec![]).await.ok() == Some(serde_json::Value::Bool(true)) {
+        let returned = b.execute(script, args.clone()).await;
+        if matches!(returned, Ok(serde_json::Value::Bool(true))) {
             return;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("never: {what}\n{}", page_says(b).await);
+            panic!("never: {what} (got {returned:?})\n{}", page_says(b).await);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs `script` (a function body; `arguments` are `args`) and returns its value.
+pub async fn js(b: &Client, script: &str, args: Vec<serde_json::Value>) -> serde_json::Value {
+    b.execute(script, args)
+        .await
+        .unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
 /// Where the page is and its visible text, for failure messages.
@@ -197,7 +217,7 @@ async fn current_path(b: &Client) -> String {
 }
 
 /// Gives the page's live stream a moment to connect before the other side acts.
-async fn settle() {
+pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(700)).await;
 }
 

@@ -6,66 +6,24 @@
 
 use std::time::Duration;
 
-use fantoccini::{elements::Element, Client, Locator};
+use fantoccini::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::{both_backends, browser::Driver, helpers::*, integration_test};
+use crate::{
+    both_backends,
+    browser::{self, click, js, settle, wait_for, Driver, WAIT},
+    helpers::*,
+    integration_test,
+};
 
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn wait_for(b: &Client, css: &str) -> Element {
-    b.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-}
-
-async fn click(b: &Client, css: &str) {
-    wait_for(b, css).await.click().await.unwrap();
-}
-
-/// Runs `script` (a function body; `arguments` are `args`) and returns its value.
-async fn js(b: &Client, script: &str, args: Vec<Value>) -> Value {
-    b.execute(script, args)
-        .await
-        .unwrap_or_else(|e| panic!("{script}: {e}"))
-}
-
-/// Waits until `script` returns `true`; on timeout, panics with what it returned last
-/// and `what`.
+/// [`browser::wait_until_with`] at the usual [`WAIT`].
 async fn wait_until(b: &Client, what: &str, script: &str, args: Vec<Value>) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let v = js(b, script, args.clone()).await;
-        if v == Value::Bool(true) {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let title = b.title().await.unwrap_or_default();
-            panic!("never true: {what} (got {v}; title {title:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    browser::wait_until_with(b, what, script, args, WAIT).await
 }
 
 async fn sign_in(b: &Client, app: &TestApp, name: &str) {
-    b.goto(&app.url("/login")).await.unwrap();
-    let login = wait_for(b, "#login").await;
-    login.send_keys(name).await.unwrap();
-    wait_for(b, "#password")
-        .await
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    click(b, "form button[type=submit]").await;
-    wait_for(b, "#chats-heading").await;
-}
-
-/// Gives the page's live stream a moment to connect before the other side acts.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    browser::sign_in(b, &app.url(""), name).await;
 }
 
 async fn page_client(app: &TestApp, name: &str) -> PageClient {
