@@ -3,7 +3,7 @@
 # fresh MariaDB database (127.0.0.1:3307, see start_test_db.sh), driven by the repo's load
 # tool (the loadtest/ crate) and, for the sign-in burst, by wrk against /health.
 #   scripts/bench.sh            # every scenario
-#   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin uploads reads
+#   scripts/bench.sh delivery   # one of: delivery cross throughput idle history signin uploads reads group fourway
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only="${1:-all}"
@@ -46,6 +46,43 @@ want cross      && lt --url http://127.0.0.1:8101,http://127.0.0.1:8102 --users 
 want throughput && lt --url http://127.0.0.1:8101 --users 64 --rate 0 --concurrency 64 --duration 15 --server-pid "$a"
 want history    && lt --url http://127.0.0.1:8101 --users 32 --open-conversations --history 60 --concurrency 32 --duration 10
 want idle       && lt --url http://127.0.0.1:8102 --users 100 --idle-streams 10000 --hold 20 --server-pid "$b"
+
+# Two more processes on the same database, whose sign-ups hash cheaply (ARGON2_*): the
+# scenarios below create a thousand users, which at the production cost would take minutes.
+if want group || want fourway; then
+  serve 8103 MIGRATE_ON_START=false ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1
+  serve 8104 MIGRATE_ON_START=false ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1
+  c=${pids[2]}; d=${pids[3]}
+fi
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# One group of 1,000 members, each holding a stream on another process than the one the
+# messages are posted to, 50 messages a second: each message is one event row, and every
+# member's stream must get it.
+want group && lt --url http://127.0.0.1:8103,http://127.0.0.1:8104 --group --users 1000 --rate 50 --duration 20 \
+  --signup-concurrency 8 --server-pid "$c" --server-pid "$d"
+if want fourway; then
+  # Four processes on one database at 3,000 messages a second: posted to 8103, streamed
+  # from 8104, while 8101 and 8102 hold no stream and only tail the outbox. Their CPU is
+  # what tailing costs a process; sampled every second, and averaged over the seconds in
+  # which the posting process was busy (the sending, not the set-up).
+  samples="$uploads/cpu.txt"
+  ( prev=(); while :; do now=(); for p in "$a" "$b" "$c" "$d"; do now+=("$(cpu_seconds "$p")"); done
+      [ ${#prev[@]} -gt 0 ] && echo "${now[0]} ${prev[0]} ${now[1]} ${prev[1]} ${now[2]} ${prev[2]} ${now[3]} ${prev[3]}" >>"$samples"
+      prev=("${now[@]}"); sleep 1; done ) &
+  sampler=$!
+  lt --url http://127.0.0.1:8103,http://127.0.0.1:8104 --users 200 --rate 3000 --duration 20 \
+    --signup-concurrency 8 --server-pid "$c" --server-pid "$d"
+  kill "$sampler"
+  awk '{ tail1 = $1 - $2; tail2 = $3 - $4; post = $5 - $6; stream = $7 - $8
+         if (post > 0.5) { n++; s1 += tail1; s2 += tail2; sp += post; ss += stream
+                           if (tail1 > m1) m1 = tail1; if (tail2 > m2) m2 = tail2 } }
+       END { printf "share of one core over the %d s of sending (mean / peak second):\n", n
+             printf "  tail only (8101)  %4.1f %% / %4.1f %%\n", 100 * s1 / n, 100 * m1
+             printf "  tail only (8102)  %4.1f %% / %4.1f %%\n", 100 * s2 / n, 100 * m2
+             printf "  posts    (8103)  %4.1f %%\n", 100 * sp / n
+             printf "  streams  (8104)  %4.1f %%\n", 100 * ss / n }' "$samples"
+fi
 if want reads; then
   # The read endpoints under wrk (15 s, 2 threads, 64 connections), many users' requests
   # in turn (scripts/wrk/requests.lua), on data seeded by scripts/seed_reads.py: 200 users

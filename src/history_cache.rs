@@ -71,7 +71,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::store::{
-    events::StoredEvent,
+    events::{Audience, StoredEvent},
     messages::{Conversation, GroupId, Message},
     users::UserId,
 };
@@ -351,6 +351,11 @@ struct Fields {
 /// Which conversation an event's change touches.
 fn affected(event: &StoredEvent) -> Affects {
     let fields = || serde_json::from_str::<Fields>(&event.payload).ok();
+    // A direct chat's events go to a user each: the recipient is one of its two sides.
+    let recipient = match event.audience {
+        Audience::User(id) => Some(id),
+        Audience::Group { .. } => None,
+    };
     match event.kind.as_str() {
         "typing" | "presence" | "status_ping" | "status_pong" | "friend_request" => {
             Affects::Nothing
@@ -368,7 +373,7 @@ fn affected(event: &StoredEvent) -> Affects {
             Some(Fields {
                 user_id: Some(reader),
                 ..
-            }) => Affects::One(Key::direct(reader, event.user_id)),
+            }) => recipient.map_or(Affects::Unknown, |to| Affects::One(Key::direct(reader, to))),
             _ => Affects::Unknown,
         },
         // Membership and renames change no message, but a member's account deleted
@@ -377,11 +382,10 @@ fn affected(event: &StoredEvent) -> Affects {
             .and_then(|f| f.group_chat_id)
             .map_or(Affects::Unknown, |g| Affects::One(Key::Group(g))),
         // An account deleted takes its direct messages with it; its friends hear this.
-        "friendship" => fields()
-            .and_then(|f| f.user_id)
-            .map_or(Affects::Unknown, |other| {
-                Affects::One(Key::direct(other, event.user_id))
-            }),
+        "friendship" => match (fields().and_then(|f| f.user_id), recipient) {
+            (Some(other), Some(to)) => Affects::One(Key::direct(other, to)),
+            _ => Affects::Unknown,
+        },
         _ => Affects::Unknown,
     }
 }
@@ -448,7 +452,7 @@ mod tests {
     fn event(user_id: i32, kind: &str, payload: serde_json::Value) -> StoredEvent {
         StoredEvent {
             position: 1,
-            user_id,
+            audience: Audience::User(user_id),
             kind: kind.into(),
             payload: payload.to_string(),
         }

@@ -5,6 +5,7 @@
 //! * default: pairs of users send each other direct messages at `--rate` for
 //!   `--duration` seconds while every user holds event streams; each message carries a
 //!   unique token, and its arrival on the recipient's streams is matched and timed.
+//!   `--group`: the users are one group instead, and every message goes to all of them.
 //! * `--idle-streams N`: opens N event streams over `--users` users and holds them.
 //! * `--open-conversations`: times `GET /api/messages/?friend_username=X&limit=50`.
 //! * `--soak`: starts its own MariaDB and two server processes, sends for `--minutes`
@@ -77,6 +78,12 @@ pub struct Args {
     /// History mode: time GET /api/messages/?friend_username=X&limit=50 at --concurrency.
     #[arg(long)]
     open_conversations: bool,
+
+    /// Messages mode: the --users users are one group (user 0 its creator and everyone's
+    /// friend), members post in turn, and every message is expected on every member's
+    /// streams.
+    #[arg(long)]
+    group: bool,
 
     /// Messages per pair seeded before timing history reads (--open-conversations).
     #[arg(long, default_value_t = 100)]

@@ -113,7 +113,7 @@ impl Tracker {
 
     /// Expects message `n` once on every stream of several users: `(user, streams)`.
     pub fn register_for(&self, n: u64, users: &[(usize, usize)], sent_at: Instant) {
-        let streams: Box<[Expected]> = users
+        let mut streams: Box<[Expected]> = users
             .iter()
             .flat_map(|&(user, count)| {
                 (0..count).map(move |slot| Expected {
@@ -123,6 +123,9 @@ impl Tracker {
                 })
             })
             .collect();
+        // Sorted, so that a delivery finds its stream by binary search: a message for a
+        // thousand members is looked up a thousand times.
+        streams.sort_unstable_by_key(|e| (e.user, e.slot));
         self.outstanding
             .fetch_add(streams.len() as i64, Ordering::AcqRel);
         let pending = Pending {
@@ -158,15 +161,13 @@ impl Tracker {
             inner.unknown += 1;
             return;
         };
-        let Some(e) = p
-            .streams
-            .iter_mut()
-            .find(|e| e.user as usize == user && e.slot as usize == slot)
-        else {
+        let key = (user as u32, slot as u32);
+        let Ok(i) = p.streams.binary_search_by_key(&key, |e| (e.user, e.slot)) else {
             p.misrouted += 1;
             inner.misrouted += 1;
             return;
         };
+        let e = &mut p.streams[i];
         e.copies = e.copies.saturating_add(1);
         if e.copies == 1 {
             inner.delivery.push(at.saturating_duration_since(p.sent_at));

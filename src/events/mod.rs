@@ -31,6 +31,18 @@
 //! Both polls are ranges of an index on the position; numbering is one statement per
 //! batch, never a query per event.
 //!
+//! # Groups: fan-out on read
+//!
+//! An event of a group (a message, an edit, a reaction, a read marker, typing) is one row
+//! naming the group, however many members it has, so a send to a thousand members stays
+//! one short transaction. Each process routes such a row to the streams it holds of the
+//! group's members ([`store::events::Audience::Group`]), from a map of group members it
+//! loads when a group first speaks (one query for every group of a batch). Membership
+//! changes still write a `group_chat` row per member concerned; the tailer drops the
+//! group's entry when it reads one, before it routes anything after it, so a member added
+//! hears the next message and a member removed does not. A resuming stream reads its own
+//! rows and those of the groups it is a member of now.
+//!
 //! # Subscribing without a race
 //!
 //! A stream registers and learns its starting point in one step ([`EventHub::subscribe`]),
@@ -57,7 +69,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     db::Db,
     history_cache::HistoryCache,
-    store::events::{self as event_store, StoredEvent},
+    store::{
+        self,
+        events::{self as event_store, Audience, GroupDelivery, StoredEvent},
+    },
 };
 
 /// Events a slow stream may have queued before it is disconnected (it then resumes).
@@ -115,7 +130,16 @@ struct Registry {
     streams: HashMap<i32, Vec<Subscriber>>,
     /// Every event up to this position has been handed to the streams registered then.
     dispatched: i64,
+    /// The members of the groups whose events were routed lately, kept in step by the
+    /// tailer (see "Groups" above); bounded by [`GROUPS_REMEMBERED`].
+    group_members: HashMap<i32, Arc<[i32]>>,
 }
+
+/// How long a process trusts the group members it loaded without reading them again.
+const GROUP_MEMBERS_TTL: Duration = Duration::from_secs(60);
+/// The most groups whose members a process keeps in memory; past it, it forgets them all
+/// and loads again those that speak.
+const GROUPS_REMEMBERED: usize = 10_000;
 
 struct Inner {
     db: Db,
@@ -167,6 +191,7 @@ impl EventHub {
                 registry: Mutex::new(Registry {
                     streams: HashMap::new(),
                     dispatched: start,
+                    group_members: HashMap::new(),
                 }),
                 next_subscriber: AtomicU64::new(1),
                 wake: Notify::new(),
@@ -269,33 +294,121 @@ impl EventHub {
     }
 
     /// Hands a batch of events, in position order, to their users' streams, and advances
-    /// the watermark with them under the same lock. A stream whose buffer is full is
-    /// dropped: its client reconnects and resumes from its last id instead of growing
+    /// the watermark with them under the same lock; a group's event goes to the streams of
+    /// its members, who must be known (see [`Self::route`]). A stream whose buffer is full
+    /// is dropped: its client reconnects and resumes from its last id instead of growing
     /// memory.
     fn dispatch(&self, batch: Vec<StoredEvent>) {
         let mut registry = self.registry();
+        let Registry {
+            streams,
+            dispatched,
+            group_members,
+        } = &mut *registry;
         for event in batch {
             let position = event.position;
-            if let Some(list) = registry.streams.get_mut(&event.user_id) {
-                let event = Arc::new(event);
-                list.retain(|s| match s.tx.try_send(event.clone()) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(
-                            user_id = event.user_id,
-                            "event stream too slow; disconnecting it"
-                        );
-                        false
+            match event.audience {
+                Audience::User(user_id) => {
+                    if let Some(list) = streams.get_mut(&user_id) {
+                        deliver(user_id, list, Arc::new(event));
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                });
-                // Dropping the last subscriber here leaves presence to the Subscription's drop.
+                }
+                Audience::Group { group_chat_id, .. } => {
+                    let members = group_members.get(&group_chat_id);
+                    if members.is_none() {
+                        // `route` loads every group of a batch first: cannot happen.
+                        tracing::error!(group_chat_id, "a group event with its members unknown");
+                    }
+                    let delivery = GroupDelivery::new(event);
+                    for &member in members.iter().flat_map(|m| m.iter()) {
+                        if let Some(list) = streams.get_mut(&member) {
+                            if let Some(event) = delivery.for_member(member) {
+                                deliver(member, list, event);
+                            }
+                        }
+                    }
+                }
             }
-            registry.dispatched = registry.dispatched.max(position);
+            // Dropping the last subscriber here leaves presence to the Subscription's drop.
+            *dispatched = (*dispatched).max(position);
         }
     }
 
+    /// Dispatches a batch in order, loading the members of its groups first, and
+    /// forgetting a group's members at each membership change, so that what follows it is
+    /// routed to the members after the change. Returns how far it got: on a database error
+    /// the events from the failed load on are left for the next tick.
+    async fn route(&self, mut batch: Vec<StoredEvent>) -> Result<(), (i64, sqlx::Error)> {
+        while !batch.is_empty() {
+            // Up to and including the next membership change.
+            let cut = batch
+                .iter()
+                .position(|e| e.kind == "group_chat")
+                .map_or(batch.len(), |i| i + 1);
+            let rest = batch.split_off(cut);
+            let first = batch[0].position;
+            if let Err(e) = self.load_members(&batch).await {
+                return Err((first - 1, e));
+            }
+            let changed = batch.last().and_then(group_changed);
+            self.dispatch(batch);
+            if let Some(group) = changed {
+                self.registry().group_members.remove(&group);
+            }
+            batch = rest;
+        }
+        Ok(())
+    }
+
+    /// Loads the members of the groups `events` speak to that are not known yet: one
+    /// query for all of them. Only the tailer changes the map, so what this loads is there
+    /// when the batch is dispatched.
+    async fn load_members(&self, events: &[StoredEvent]) -> Result<(), sqlx::Error> {
+        let mut speaking: Vec<i32> = events
+            .iter()
+            .filter_map(|e| match e.audience {
+                Audience::Group { group_chat_id, .. } => Some(group_chat_id),
+                Audience::User(_) => None,
+            })
+            .collect();
+        speaking.sort_unstable();
+        speaking.dedup();
+        let missing: Vec<i32> = {
+            let mut registry = self.registry();
+            let known = &mut registry.group_members;
+            let missing: Vec<i32> = speaking
+                .iter()
+                .copied()
+                .filter(|g| !known.contains_key(g))
+                .collect();
+            if known.len() + missing.len() <= GROUPS_REMEMBERED {
+                missing
+            } else {
+                known.clear();
+                speaking
+            }
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let loaded = store::messages::members_of_groups(&self.inner.db, &missing).await?;
+        let mut registry = self.registry();
+        for group in missing {
+            let members = loaded.get(&group).map_or(&[][..], Vec::as_slice);
+            registry.group_members.insert(group, members.into());
+        }
+        Ok(())
+    }
+
+    /// Forgets every group's members, to be loaded again as they speak: a safety net for a
+    /// membership change whose event never reached the tailer (pruned while it was far
+    /// behind, or a row changed by hand).
+    fn forget_group_members(&self) {
+        self.registry().group_members.clear();
+    }
+
     async fn tail(self, mut cursor: i64, poll_interval: Duration) {
+        let mut members_loaded = Instant::now();
         loop {
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
@@ -306,6 +419,10 @@ impl EventHub {
                 continue;
             }
             let tick = Instant::now();
+            if tick.duration_since(members_loaded) > GROUP_MEMBERS_TTL {
+                self.forget_group_members();
+                members_loaded = tick;
+            }
             let mut behind = 0i64;
             let mut failed = false;
             // MySQL: number what has committed since the last tick (nothing on SQLite).
@@ -333,11 +450,17 @@ impl EventHub {
                 let full = batch.len() as i64 == TAIL_BATCH;
                 let Some(last) = batch.last() else { break };
                 // Positions have no gaps but for pruned or deleted rows: nothing to wait for.
-                cursor = last.position;
+                let last = last.position;
                 behind += batch.len() as i64;
                 crate::monitoring::tailer_lag(behind, tick.elapsed());
                 self.inner.history.observe(&batch);
-                self.dispatch(batch);
+                if let Err((reached, e)) = self.route(batch).await {
+                    tracing::warn!(error = %e, "loading group members failed; retrying");
+                    cursor = reached;
+                    failed = true;
+                    break;
+                }
+                cursor = last;
                 if !full {
                     break;
                 }
@@ -374,4 +497,28 @@ impl EventHub {
             }
         }
     }
+}
+
+/// Hands `event` to each of `user_id`'s streams, dropping those that are full or gone.
+fn deliver(user_id: i32, streams: &mut Vec<Subscriber>, event: Arc<StoredEvent>) {
+    streams.retain(|s| match s.tx.try_send(event.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(user_id, "event stream too slow; disconnecting it");
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
+}
+
+/// The group whose membership (or existence) a `group_chat` event reports.
+fn group_changed(event: &StoredEvent) -> Option<i32> {
+    #[derive(serde::Deserialize)]
+    struct Change {
+        group_chat_id: i32,
+    }
+    (event.kind == "group_chat")
+        .then(|| serde_json::from_str::<Change>(&event.payload).ok())
+        .flatten()
+        .map(|c| c.group_chat_id)
 }

@@ -208,17 +208,9 @@ pub async fn link(
                 )));
             }
         }
-        let participants: Vec<UserId> = match message.group_chat_id {
-            Some(group) => super::messages::group_member_ids!(&mut *tx, group),
-            None => [message.sender_id, message.reciever_id]
-                .into_iter()
-                .flatten()
-                .collect(),
-        };
         // With its reply and mentions (`mentioned` set per reader), as the send's event.
         tx.write_events(&super::rich::message_events(
             "message_edited",
-            &participants,
             &message,
             None,
         ))

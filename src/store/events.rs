@@ -10,21 +10,95 @@ use sqlx::{FromRow, QueryBuilder};
 
 use crate::{db::Db, db_run};
 
+/// Who hears an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// One user (a row per recipient: direct chats, friendships, presence).
+    User(i32),
+    /// Every member of a group at the time the event is delivered, but `except` (the
+    /// member typing): one row for the whole group, routed to members' streams by each
+    /// process (fan-out on read, [`crate::events`]).
+    Group {
+        group_chat_id: i32,
+        except: Option<i32>,
+    },
+}
+
+/// The `user_id` of a group event's row: no user has it.
+const GROUP_ROW_USER: i32 = 0;
+
+impl Audience {
+    /// Whether `user_id`, a member of the group when the audience is a group, hears it.
+    pub fn includes_member(&self, user_id: i32) -> bool {
+        match *self {
+            Audience::User(id) => id == user_id,
+            Audience::Group { except, .. } => except != Some(user_id),
+        }
+    }
+
+    fn columns(&self) -> (i32, Option<i32>, Option<i32>) {
+        match *self {
+            Audience::User(id) => (id, None, None),
+            Audience::Group {
+                group_chat_id,
+                except,
+            } => (GROUP_ROW_USER, Some(group_chat_id), except),
+        }
+    }
+}
+
 /// An event as stored and delivered.
-#[derive(Debug, Clone, FromRow, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     /// Its place in the stream of events, in commit order: what a stream's `id:` carries
     /// and a client resumes from.
     pub position: i64,
-    pub user_id: i32,
+    pub audience: Audience,
     pub kind: String,
     pub payload: String,
+}
+
+/// An `event` row as read.
+#[derive(FromRow)]
+struct EventRow {
+    position: i64,
+    user_id: i32,
+    group_chat_id: Option<i32>,
+    except_user_id: Option<i32>,
+    kind: String,
+    payload: String,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(row: EventRow) -> Self {
+        let audience = match row.group_chat_id {
+            Some(group_chat_id) => Audience::Group {
+                group_chat_id,
+                except: row.except_user_id,
+            },
+            None => Audience::User(row.user_id),
+        };
+        StoredEvent {
+            position: row.position,
+            audience,
+            kind: row.kind,
+            payload: row.payload,
+        }
+    }
+}
+
+/// The columns an [`EventRow`] reads, the position named as in `db`'s dialect.
+fn row_columns(db: &Db, table: &str) -> String {
+    format!(
+        "{table}{p} AS position, {table}user_id, {table}group_chat_id, {table}except_user_id, {table}kind, {table}payload",
+        p = position(db)
+    )
 }
 
 /// An event to write: who hears it, what kind, and its JSON data.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub user_id: i32,
+    pub audience: Audience,
     pub kind: &'static str,
     pub payload: String,
 }
@@ -32,10 +106,30 @@ pub struct NewEvent {
 impl NewEvent {
     pub fn new(user_id: i32, kind: &'static str, payload: &impl Serialize) -> Self {
         Self {
-            user_id,
+            audience: Audience::User(user_id),
             kind,
             payload: serde_json::to_string(payload).expect("event payloads serialize"),
         }
+    }
+
+    /// One event for every member of `group_chat_id` (one row, however many members).
+    pub fn to_group(group_chat_id: i32, kind: &'static str, payload: &impl Serialize) -> Self {
+        Self {
+            audience: Audience::Group {
+                group_chat_id,
+                except: None,
+            },
+            kind,
+            payload: serde_json::to_string(payload).expect("event payloads serialize"),
+        }
+    }
+
+    /// The same group event, not heard by `user_id` (the member it is about).
+    pub fn except(mut self, user_id: i32) -> Self {
+        if let Audience::Group { except, .. } = &mut self.audience {
+            *except = Some(user_id);
+        }
+        self
     }
 
     /// The same event for each of `recipients`, serialized once.
@@ -44,11 +138,85 @@ impl NewEvent {
         recipients
             .iter()
             .map(|&user_id| Self {
-                user_id,
+                audience: Audience::User(user_id),
                 kind,
                 payload: payload.clone(),
             })
             .collect()
+    }
+}
+
+/// Kinds whose payload is a message that may mention members (`mentions`); each member
+/// mentioned hears it with `mentioned: true` ([`for_member`]).
+const MESSAGE_KINDS: &[&str] = &["message", "message_edited"];
+
+/// The users a message event's payload mentions.
+fn mentioned_in(event: &StoredEvent) -> Vec<i32> {
+    #[derive(serde::Deserialize)]
+    struct Mention {
+        user_id: i32,
+    }
+    #[derive(serde::Deserialize)]
+    struct Mentions {
+        #[serde(default)]
+        mentions: Vec<Mention>,
+    }
+    if !MESSAGE_KINDS.contains(&event.kind.as_str()) {
+        return Vec::new();
+    }
+    serde_json::from_str::<Mentions>(&event.payload)
+        .map(|m| m.mentions.into_iter().map(|m| m.user_id).collect())
+        .unwrap_or_default()
+}
+
+/// A group event as one member hears it: a message that mentions them says so
+/// (`mentioned`, which the row, written once for everyone, leaves false).
+pub struct GroupDelivery {
+    pub plain: std::sync::Arc<StoredEvent>,
+    mentioned: Vec<i32>,
+    for_mentioned: std::sync::OnceLock<std::sync::Arc<StoredEvent>>,
+}
+
+impl GroupDelivery {
+    pub fn new(event: StoredEvent) -> Self {
+        Self {
+            mentioned: mentioned_in(&event),
+            plain: std::sync::Arc::new(event),
+            for_mentioned: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// What member `user_id` hears, or nothing (the member it excepts).
+    pub fn for_member(&self, user_id: i32) -> Option<std::sync::Arc<StoredEvent>> {
+        if !self.plain.audience.includes_member(user_id) {
+            return None;
+        }
+        if !self.mentioned.contains(&user_id) {
+            return Some(self.plain.clone());
+        }
+        Some(
+            self.for_mentioned
+                .get_or_init(|| std::sync::Arc::new(with_mentioned(&self.plain)))
+                .clone(),
+        )
+    }
+}
+
+/// The event with its payload's `mentioned` set.
+fn with_mentioned(event: &StoredEvent) -> StoredEvent {
+    let mut event = event.clone();
+    if let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&event.payload) {
+        fields.insert("mentioned".into(), serde_json::Value::Bool(true));
+        event.payload = serde_json::Value::Object(fields).to_string();
+    }
+    event
+}
+
+/// A group event read for one member (a resuming stream's replay): as [`GroupDelivery`].
+fn for_member(event: StoredEvent, user_id: i32) -> StoredEvent {
+    match event.audience {
+        Audience::Group { .. } if mentioned_in(&event).contains(&user_id) => with_mentioned(&event),
+        _ => event,
     }
 }
 
@@ -74,10 +242,13 @@ macro_rules! impl_outbox {
                 }
                 let now = crate::db::now();
                 let mut insert = QueryBuilder::new(
-                    "INSERT INTO event (user_id, kind, payload, created_date_time) ",
+                    "INSERT INTO event (user_id, group_chat_id, except_user_id, kind, payload, created_date_time) ",
                 );
                 insert.push_values(events, |mut row, e| {
-                    row.push_bind(e.user_id)
+                    let (user_id, group_chat_id, except_user_id) = e.audience.columns();
+                    row.push_bind(user_id)
+                        .push_bind(group_chat_id)
+                        .push_bind(except_user_id)
                         .push_bind(e.kind)
                         .push_bind(e.payload.as_str())
                         .push_bind(now);
@@ -113,18 +284,25 @@ fn position(db: &Db) -> &'static str {
 /// query, a range of the position index.
 pub async fn after(db: &Db, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let sql = format!(
-        "SELECT {p} AS position, user_id, kind, payload FROM event WHERE {p} > ? ORDER BY {p} LIMIT ?",
+        "SELECT {} FROM event WHERE {p} > ? ORDER BY {p} LIMIT ?",
+        row_columns(db, ""),
         p = position(db)
     );
-    db_run!(db, |pool| sqlx::query_as::<_, StoredEvent>(&sql)
+    let rows = db_run!(db, |pool| sqlx::query_as::<_, EventRow>(&sql)
         .bind(after)
         .bind(limit)
         .fetch_all(pool)
-        .await)
+        .await)?;
+    Ok(rows.into_iter().map(StoredEvent::from).collect())
 }
 
+/// The kinds a resuming stream is not sent (see [`EPHEMERAL_KINDS`]).
+const REPLAYED: &str = "kind NOT IN ('typing', 'status_ping', 'status_pong')";
+
 /// Up to `limit` of one user's replayable events in positions `(after, up_to]`, in order,
-/// for a resuming stream (a range of the `(user_id, position)` index).
+/// for a resuming stream: their own rows (a range of the `(user_id, position)` index) and
+/// those of the groups they are a member of now (a range of `(group_chat_id, position)`
+/// per group), each as the user hears it.
 pub async fn for_user_between(
     db: &Db,
     user_id: i32,
@@ -133,25 +311,41 @@ pub async fn for_user_between(
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let sql = format!(
-        "SELECT {p} AS position, user_id, kind, payload FROM event \
-         WHERE user_id = ? AND {p} > ? AND {p} <= ? \
-         AND kind NOT IN ('typing', 'status_ping', 'status_pong') \
-         ORDER BY {p} LIMIT ?",
+        "SELECT * FROM (SELECT {own} FROM event \
+           WHERE user_id = ? AND {p} > ? AND {p} <= ? AND {REPLAYED} ORDER BY {p} LIMIT ?) own \
+         UNION ALL \
+         SELECT * FROM (SELECT {grouped} FROM group_chat_member gm \
+           JOIN event e ON e.group_chat_id = gm.group_chat_id \
+           WHERE gm.member_id = ? AND e.{p} > ? AND e.{p} <= ? AND e.{REPLAYED} \
+           AND (e.except_user_id IS NULL OR e.except_user_id <> ?) ORDER BY e.{p} LIMIT ?) grouped \
+         ORDER BY position LIMIT ?",
+        own = row_columns(db, ""),
+        grouped = row_columns(db, "e."),
         p = position(db)
     );
-    db_run!(db, |pool| {
-        sqlx::query_as::<_, StoredEvent>(&sql)
+    let rows = db_run!(db, |pool| {
+        sqlx::query_as::<_, EventRow>(&sql)
             .bind(user_id)
             .bind(after)
             .bind(up_to)
             .bind(limit)
+            .bind(user_id)
+            .bind(after)
+            .bind(up_to)
+            .bind(user_id)
+            .bind(limit)
+            .bind(limit)
             .fetch_all(pool)
             .await
-    })
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|row| for_member(row.into(), user_id))
+        .collect())
 }
 
 /// Whether `user_id` has more than `cap` events in positions `(after, up_to]` (typing
-/// counted too: an upper bound, read from the index alone).
+/// counted too: an upper bound, read from the indexes alone).
 pub async fn more_than(
     db: &Db,
     user_id: i32,
@@ -160,20 +354,27 @@ pub async fn more_than(
     cap: i64,
 ) -> Result<bool, sqlx::Error> {
     let sql = format!(
-        "SELECT {p} FROM event WHERE user_id = ? AND {p} > ? AND {p} <= ? \
-         ORDER BY {p} LIMIT 1 OFFSET ?",
+        "SELECT (SELECT COUNT(*) FROM (SELECT 1 AS one FROM event \
+                  WHERE user_id = ? AND {p} > ? AND {p} <= ? LIMIT ?) own) \
+              + (SELECT COUNT(*) FROM (SELECT 1 AS one FROM group_chat_member gm \
+                  JOIN event e ON e.group_chat_id = gm.group_chat_id \
+                  WHERE gm.member_id = ? AND e.{p} > ? AND e.{p} <= ? LIMIT ?) grouped)",
         p = position(db)
     );
-    let beyond: Option<i64> = db_run!(db, |pool| {
+    let count: i64 = db_run!(db, |pool| {
         sqlx::query_scalar(&sql)
             .bind(user_id)
             .bind(after)
             .bind(up_to)
-            .bind(cap)
-            .fetch_optional(pool)
+            .bind(cap + 1)
+            .bind(user_id)
+            .bind(after)
+            .bind(up_to)
+            .bind(cap + 1)
+            .fetch_one(pool)
             .await
     })?;
-    Ok(beyond.is_some())
+    Ok(count > cap)
 }
 
 /// The highest position so far (0 when there is none).

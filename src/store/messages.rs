@@ -110,7 +110,6 @@ macro_rules! group_member_ids {
         .await?
     };
 }
-pub(crate) use group_member_ids;
 
 /// The message `sender` posted with this idempotency key, if any.
 pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> AppResult<Option<Message>> {
@@ -251,25 +250,54 @@ pub(crate) async fn visible_message(
     db: &Db,
     me: UserId,
     message_id: MessageId,
-) -> AppResult<(Message, Vec<UserId>)> {
+) -> AppResult<Message> {
     let not_found = || AppError::not_found("message not found");
     let message = db_run!(db, |pool| Ok::<_, sqlx::Error>(fetch_message!(
         pool, message_id
     )))?
     .ok_or_else(not_found)?;
-    let participants = match message.group_chat_id {
-        Some(group) => db_run!(db, |pool| Ok::<_, sqlx::Error>(group_member_ids!(
-            pool, group
-        )))?,
-        None => [message.sender_id, message.reciever_id]
-            .into_iter()
-            .flatten()
-            .collect(),
+    let visible = match message.group_chat_id {
+        Some(group) => is_member(db, me, group).await?,
+        None => message.sender_id == Some(me) || message.reciever_id == Some(me),
     };
-    if !participants.contains(&me) {
+    if !visible {
         return Err(not_found());
     }
-    Ok((message, participants))
+    Ok(message)
+}
+
+/// Whether `user` is a member of `group` (one lookup of the membership's key).
+async fn is_member(db: &Db, user: UserId, group: GroupId) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = db_run!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT 1 FROM group_chat_member WHERE group_chat_id = ? AND member_id = ?",
+        )
+        .bind(group)
+        .bind(user)
+        .fetch_optional(pool)
+        .await
+    })?;
+    Ok(found.is_some())
+}
+
+/// The events that tell a message's conversation of a change to it: one row for a
+/// group, which its members hear on delivery (fan-out on read, `crate::events`), or one
+/// for each side of a direct chat.
+pub(crate) fn conversation_events(
+    kind: &'static str,
+    message: &Message,
+    payload: &impl Serialize,
+) -> Vec<NewEvent> {
+    match message.group_chat_id {
+        Some(group) => vec![NewEvent::to_group(group, kind, payload)],
+        None => {
+            let sides: Vec<UserId> = [message.reciever_id, message.sender_id]
+                .into_iter()
+                .flatten()
+                .collect();
+            NewEvent::to_each(kind, &sides, payload)
+        }
+    }
 }
 
 /// A direct message's two sides may only touch it (edit, delete) while they may talk:
@@ -288,7 +316,7 @@ pub(crate) async fn require_talk(db: &Db, me: UserId, message: &Message) -> AppR
 
 /// One message `me` may see (theirs, to them, or in their group), or 404.
 pub async fn visible(db: &Db, me: UserId, message_id: MessageId) -> AppResult<Message> {
-    Ok(visible_message(db, me, message_id).await?.0)
+    visible_message(db, me, message_id).await
 }
 
 /// The id of the last group message `me` has read (0 before the first).
@@ -314,7 +342,7 @@ pub async fn edit(
     message_id: MessageId,
     content: &MessageContent,
 ) -> AppResult<Message> {
-    let (mut message, participants) = visible_message(db, me.user_id, message_id).await?;
+    let mut message = visible_message(db, me.user_id, message_id).await?;
     if message.sender_id != Some(me.user_id) {
         return Err(AppError::Forbidden(
             "you can only edit your own messages".into(),
@@ -346,7 +374,6 @@ pub async fn edit(
         tx.index_messages(&[&message]).await?;
         tx.write_events(&super::rich::message_events(
             "message_edited",
-            &participants,
             &message,
             None,
         ))
@@ -367,7 +394,7 @@ pub async fn delete(
     me: &User,
     message_id: MessageId,
 ) -> AppResult<Message> {
-    let (message, participants) = visible_message(db, me.user_id, message_id).await?;
+    let message = visible_message(db, me.user_id, message_id).await?;
     if message.sender_id != Some(me.user_id) {
         return Err(AppError::Forbidden(
             "you can only delete your own messages".into(),
@@ -381,12 +408,8 @@ pub async fn delete(
             .bind(me.user_id)
             .execute(&mut *tx)
             .await?;
-        tx.write_events(&NewEvent::to_each(
-            "message_deleted",
-            &participants,
-            &payload,
-        ))
-        .await?;
+        tx.write_events(&conversation_events("message_deleted", &message, &payload))
+            .await?;
         Ok::<_, AppError>(())
     });
     history.forget_message(&message);
@@ -432,7 +455,7 @@ pub async fn mark_seen(
         return Ok(false);
     }
     let written = db_tx!(db, |tx| {
-        let (changed, notify) = match conversation {
+        let changed = match conversation {
             Conversation::Direct(other) => {
                 let r = sqlx::query(
                     "UPDATE message SET seen = 1 WHERE sender_id = ? AND reciever_id = ? AND group_chat_id IS NULL \
@@ -443,7 +466,7 @@ pub async fn mark_seen(
                 .bind(up_to)
                 .execute(&mut *tx)
                 .await?;
-                (r.rows_affected() > 0, vec![other, me])
+                r.rows_affected() > 0
             }
             Conversation::Group(group) => {
                 let r = sqlx::query(
@@ -456,18 +479,23 @@ pub async fn mark_seen(
                 .bind(up_to)
                 .execute(&mut *tx)
                 .await?;
-                (r.rows_affected() > 0, group_member_ids!(&mut *tx, group))
+                r.rows_affected() > 0
             }
         };
         if changed {
-            let payload = match conversation {
-                Conversation::Direct(_) => json!({ "message_id": up_to, "user_id": me }),
-                Conversation::Group(g) => {
-                    json!({ "message_id": up_to, "user_id": me, "group_chat_id": g })
-                }
+            let events = match conversation {
+                Conversation::Direct(other) => NewEvent::to_each(
+                    "seen",
+                    &[other, me],
+                    &json!({ "message_id": up_to, "user_id": me }),
+                ),
+                Conversation::Group(g) => vec![NewEvent::to_group(
+                    g,
+                    "seen",
+                    &json!({ "message_id": up_to, "user_id": me, "group_chat_id": g }),
+                )],
             };
-            tx.write_events(&NewEvent::to_each("seen", &notify, &payload))
-                .await?;
+            tx.write_events(&events).await?;
         }
         Ok::<_, AppError>(changed)
     });
@@ -627,6 +655,32 @@ pub async fn my_groups(db: &Db, me: UserId) -> AppResult<Vec<GroupChat>> {
     })?)
 }
 
+/// The member ids of each of `groups` (one query; a group with no members, or gone, is
+/// missing): what the event tailer routes group events by.
+pub async fn members_of_groups(
+    db: &Db,
+    groups: &[GroupId],
+) -> Result<std::collections::HashMap<GroupId, Vec<UserId>>, sqlx::Error> {
+    let mut members: std::collections::HashMap<GroupId, Vec<UserId>> = Default::default();
+    for chunk in groups.chunks(500) {
+        let rows: Vec<(GroupId, UserId)> = db_run!(db, |pool| {
+            let mut q = QueryBuilder::new(
+                "SELECT group_chat_id, member_id FROM group_chat_member WHERE group_chat_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for group in chunk {
+                list.push_bind(*group);
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(pool).await
+        })?;
+        for (group, member) in rows {
+            members.entry(group).or_default().push(member);
+        }
+    }
+    Ok(members)
+}
+
 pub async fn members(db: &Db, group: GroupId) -> AppResult<Vec<UserSummary>> {
     Ok(db_run!(db, |pool| {
         sqlx::query_as::<_, UserSummary>(
@@ -731,9 +785,8 @@ pub async fn rename(db: &Db, me: &User, group: GroupId, name: &GroupName) -> App
             .bind(group)
             .execute(&mut *tx)
             .await?;
-        let members = group_member_ids!(&mut *tx, group);
         let payload = json!({ "group_chat_id": group, "name": name.as_str(), "change": "renamed" });
-        tx.write_events(&NewEvent::to_each("group_chat", &members, &payload))
+        tx.write_events(&[NewEvent::to_group(group, "group_chat", &payload)])
             .await?;
         Ok::<_, AppError>(())
     })?;
@@ -744,7 +797,7 @@ pub async fn rename(db: &Db, me: &User, group: GroupId, name: &GroupName) -> App
 /// Tells the other side of a conversation that `me` is typing. Live only: typing events
 /// are not replayed to a stream that resumes.
 pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult<()> {
-    let (recipients, payload) = match conversation {
+    let event = match conversation {
         Conversation::Direct(other) => {
             // The one rule; typing's own answer (400 whatever the reason) is its original one.
             if friends::may_talk(db, me.user_id, other).await? != Talk::Friends {
@@ -752,26 +805,24 @@ pub async fn typing(db: &Db, me: &User, conversation: Conversation) -> AppResult
                     "you cannot message this person if you are not their friend",
                 ));
             }
-            (
-                vec![other],
-                json!({ "user_id": me.user_id, "username": me.username, "friend_username": me.username }),
+            NewEvent::new(
+                other,
+                "typing",
+                &json!({ "user_id": me.user_id, "username": me.username, "friend_username": me.username }),
             )
         }
         Conversation::Group(group) => {
             require_member(db, me.user_id, group).await?;
-            let others: Vec<UserId> = members(db, group)
-                .await?
-                .into_iter()
-                .map(|m| m.user_id)
-                .filter(|&id| id != me.user_id)
-                .collect();
-            (
-                others,
-                json!({ "user_id": me.user_id, "username": me.username, "group_chat_id": group }),
+            // One row, heard by every member but the one typing.
+            NewEvent::to_group(
+                group,
+                "typing",
+                &json!({ "user_id": me.user_id, "username": me.username, "group_chat_id": group }),
             )
+            .except(me.user_id)
         }
     };
-    super::events::write(db, &NewEvent::to_each("typing", &recipients, &payload)).await?;
+    super::events::write(db, &[event]).await?;
     Ok(())
 }
 

@@ -317,7 +317,7 @@ async fn reply_target(
     original: MessageId,
 ) -> AppResult<ReplyPreview> {
     let not_found = || AppError::not_found("the message to reply to was not found");
-    let (m, _) = messages::visible_message(db, me, original)
+    let m = messages::visible_message(db, me, original)
         .await
         .map_err(|_| not_found())?;
     let same = match to {
@@ -385,41 +385,21 @@ pub async fn prepare_edit(db: &Db, me: UserId, message: &Message) -> AppResult<V
     }
 }
 
-/// The `message` or `message_edited` events of a message: one per recipient, with
-/// `mentioned` set for those it mentions, and the sender's `client_key` when it gave one
-/// (each payload is serialized once per kind).
-pub fn message_events(
-    kind: &'static str,
-    recipients: &[UserId],
-    m: &Message,
-    client_key: Option<&str>,
-) -> Vec<NewEvent> {
-    let (named, others): (Vec<UserId>, Vec<UserId>) = recipients
-        .iter()
-        .partition(|id| m.rich.mentions.iter().any(|u| u.user_id == **id));
+/// The `message` or `message_edited` events of a message, with the sender's
+/// `client_key` when it gave one: one row for a group (a member it mentions hears it with
+/// `mentioned` set, `store::events::GroupDelivery`), one per side of a direct chat.
+pub fn message_events(kind: &'static str, m: &Message, client_key: Option<&str>) -> Vec<NewEvent> {
     let mut plain = m.clone();
     plain.rich.mentioned = false;
     plain.rich.html = None;
-    let mut events = NewEvent::to_each(
+    messages::conversation_events(
         kind,
-        &others,
+        m,
         &MessageEvent {
             message: &plain,
             client_key,
         },
-    );
-    if !named.is_empty() {
-        plain.rich.mentioned = true;
-        events.extend(NewEvent::to_each(
-            kind,
-            &named,
-            &MessageEvent {
-                message: &plain,
-                client_key,
-            },
-        ));
-    }
-    events
+    )
 }
 
 /// Writes what a message adds to the index tables (mentions, search postings), on an
@@ -562,7 +542,7 @@ pub async fn react(
     emoji: &ReactionEmoji,
     op: ReactOp,
 ) -> AppResult<(Vec<ReactionSummary>, bool)> {
-    let (message, participants) = messages::visible_message(db, me.user_id, message_id).await?;
+    let message = messages::visible_message(db, me.user_id, message_id).await?;
     // As for edits: nothing reaches a direct chat's other side once they may not talk.
     messages::require_talk(db, me.user_id, &message).await?;
     // Reactions on one message are serialized on its row (SQLite's write lock does it).
@@ -643,8 +623,10 @@ pub async fn react(
                 "change": if add { "added" } else { "removed" },
                 "reactions": summary,
             });
-            tx.write_events(&NewEvent::to_each("reaction", &participants, &payload))
-                .await?;
+            tx.write_events(&messages::conversation_events(
+                "reaction", &message, &payload,
+            ))
+            .await?;
         }
         Ok::<_, AppError>((summary, changed))
     });

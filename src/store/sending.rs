@@ -28,7 +28,7 @@
 //! - [`SendQueue::drain`] (shutdown) writes every send already queued, then stops.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, AtomicU8, Ordering},
@@ -502,22 +502,19 @@ async fn acquire(db: &Db) -> Result<Conn, sqlx::Error> {
 struct Rights {
     /// Whether each (sender, other) pair may talk.
     pairs: HashMap<(UserId, UserId), Talk>,
-    /// The members of each group named.
-    members: HashMap<messages::GroupId, Vec<UserId>>,
+    /// Which senders are members of which of the groups named.
+    memberships: HashSet<(messages::GroupId, UserId)>,
 }
 
 impl Rights {
-    fn recipients(&self, send: &Outgoing) -> AppResult<Vec<UserId>> {
+    /// Whether the sender may post there (who hears it follows from the message:
+    /// `rich::message_events`).
+    fn permit(&self, send: &Outgoing) -> AppResult<()> {
         let me = send.sender.user_id;
         match send.to {
-            Conversation::Direct(other) => {
-                friends::talk_of(&self.pairs, me, other).require()?;
-                Ok(vec![other, me])
-            }
-            Conversation::Group(group) => match self.members.get(&group) {
-                Some(members) if members.contains(&me) => Ok(members.clone()),
-                _ => Err(AppError::not_found("user not found")),
-            },
+            Conversation::Direct(other) => friends::talk_of(&self.pairs, me, other).require(),
+            Conversation::Group(group) if self.memberships.contains(&(group, me)) => Ok(()),
+            Conversation::Group(_) => Err(AppError::not_found("user not found")),
         }
     }
 }
@@ -597,22 +594,30 @@ async fn write(
         .collect();
     let mut pairs: Vec<(UserId, UserId)> = Vec::new();
     let mut groups: Vec<messages::GroupId> = Vec::new();
+    let mut group_senders: Vec<UserId> = Vec::new();
     for send in sends {
         match send.to {
             Conversation::Direct(other) => pairs.push((send.sender.user_id, other)),
-            Conversation::Group(group) => groups.push(group),
+            Conversation::Group(group) => {
+                groups.push(group);
+                group_senders.push(send.sender.user_id);
+            }
         }
     }
     pairs.sort_unstable();
     pairs.dedup();
-    groups.sort_unstable();
-    groups.dedup();
+    for list in [&mut groups, &mut group_senders] {
+        list.sort_unstable();
+        list.dedup();
+    }
     batch_tx!(conn, |tx| {
         let mut rights = Rights::default();
         if !pairs.is_empty() {
             rights.pairs = talk_rights!(&mut *tx, &pairs)?;
         }
         if !groups.is_empty() {
+            // The senders' memberships alone, not every member: a group of a thousand
+            // costs a send what a group of three does.
             let mut q = QueryBuilder::new(
                 "SELECT group_chat_id, member_id FROM group_chat_member WHERE group_chat_id IN (",
             );
@@ -620,33 +625,35 @@ async fn write(
             for group in &groups {
                 list.push_bind(*group);
             }
+            q.push(") AND member_id IN (");
+            let mut list = q.separated(", ");
+            for sender in &group_senders {
+                list.push_bind(*sender);
+            }
             q.push(")");
             let rows: Vec<(messages::GroupId, UserId)> =
                 q.build_query_as().fetch_all(&mut *tx).await?;
-            for (group, member) in rows {
-                rights.members.entry(group).or_default().push(member);
-            }
+            rights.memberships = rows.into_iter().collect();
         }
-        // Who may post and who hears it; then the ids: one multi-row INSERT for the sends
-        // without an idempotency key where the ids come out consecutive, and a row at a
-        // time for the rest (a repeated key must fail alone).
-        let mut recipients: Vec<AppResult<Vec<UserId>>> =
-            sends.iter().map(|s| rights.recipients(s)).collect();
+        // Who may post; then the ids: one multi-row INSERT for the sends without an
+        // idempotency key where the ids come out consecutive, and a row at a time for the
+        // rest (a repeated key must fail alone).
+        let mut permitted_to: Vec<AppResult<()>> = sends.iter().map(|s| rights.permit(s)).collect();
         // Each sender's rate, counted with the messages: one read and one write for the
         // batch, and a rolled-back batch counts nothing.
         let permitted: Vec<usize> = (0..sends.len())
-            .filter(|&i| recipients[i].is_ok())
+            .filter(|&i| permitted_to[i].is_ok())
             .collect();
         let keys: Vec<&str> = permitted.iter().map(|&i| rate_keys[i].as_str()).collect();
         let answers = tx.take_each(&keys, send_rate, now_ms).await?;
         for (&i, answer) in permitted.iter().zip(answers) {
             if let Some(wait) = answer {
-                recipients[i] = Err(AppError::too_many(wait));
+                permitted_to[i] = Err(AppError::too_many(wait));
             }
         }
         let mut ids: Vec<Option<AppResult<MessageId>>> = sends.iter().map(|_| None).collect();
         let together: Vec<usize> = (0..sends.len())
-            .filter(|&i| recipients[i].is_ok() && sends[i].client_key.is_none())
+            .filter(|&i| permitted_to[i].is_ok() && sends[i].client_key.is_none())
             .collect();
         if consecutive_ids && together.len() > 1 {
             let mut insert = QueryBuilder::new(
@@ -678,7 +685,7 @@ async fn write(
             }
         }
         for (i, send) in sends.iter().enumerate() {
-            if ids[i].is_some() || recipients[i].is_err() {
+            if ids[i].is_some() || permitted_to[i].is_err() {
                 continue;
             }
             let (reciever_id, group_chat_id) = columns(send.to);
@@ -706,11 +713,11 @@ async fn write(
             });
         }
         let mut results = Vec::with_capacity(sends.len());
-        let mut sent: Vec<(Message, Vec<UserId>, Option<&str>)> = Vec::new();
-        for ((send, recipients), id) in sends.iter().zip(recipients).zip(ids) {
-            match (recipients, id) {
+        let mut sent: Vec<(Message, Option<&str>)> = Vec::new();
+        for ((send, permitted), id) in sends.iter().zip(permitted_to).zip(ids) {
+            match (permitted, id) {
                 (Err(refused), _) => results.push(Err(refused)),
-                (Ok(recipients), Some(Ok(message_id))) => {
+                (Ok(()), Some(Ok(message_id))) => {
                     let (reciever_id, group_chat_id) = columns(send.to);
                     let message = Message {
                         message_id,
@@ -725,7 +732,7 @@ async fn write(
                         attachments: Vec::new(),
                         rich: send.rich.fields(),
                     };
-                    sent.push((message.clone(), recipients, send.client_key.as_deref()));
+                    sent.push((message.clone(), send.client_key.as_deref()));
                     results.push(Ok(message));
                 }
                 (Ok(_), Some(Err(e))) => results.push(Err(e)),
@@ -733,15 +740,15 @@ async fn write(
             }
         }
         // Mentions and search postings, with the messages (`store::rich`).
-        tx.index_messages(&sent.iter().map(|(m, _, _)| m).collect::<Vec<_>>())
+        tx.index_messages(&sent.iter().map(|(m, _)| m).collect::<Vec<_>>())
             .await?;
         // Events in message order, so that every stream sees a conversation in id order.
-        sent.sort_by_key(|(m, _, _)| m.message_id);
+        sent.sort_by_key(|(m, _)| m.message_id);
         let events: Vec<NewEvent> = sent
             .iter()
-            .flat_map(|(message, recipients, client_key)| {
+            .flat_map(|(message, client_key)| {
                 // socket.io senders recognise their own message by its key.
-                super::rich::message_events("message", recipients, message, *client_key)
+                super::rich::message_events("message", message, *client_key)
             })
             .collect();
         if fault {

@@ -214,7 +214,7 @@ async fn open_at(
     Path(id): Path<MessageId>,
 ) -> AppResult<Response> {
     let me = ctx.user.user_id;
-    let (m, _) = messages::visible_message(&state.db, me, id).await?;
+    let m = messages::visible_message(&state.db, me, id).await?;
     let path = match m.group_chat_id {
         Some(g) => format!("/chats/g/{g}"),
         None => {

@@ -16,6 +16,7 @@ mod display_names;
 mod faults;
 mod foundation;
 mod friends;
+mod group_events;
 mod history_cache;
 mod limits;
 mod live;

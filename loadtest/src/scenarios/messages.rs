@@ -1,5 +1,7 @@
 //! Default mode: pairs of users message each other at `--rate` while every user holds
 //! event streams; each message's arrival on the recipient's streams is matched and timed.
+//! With `--group`, all the users are one group instead, they take turns to post to it,
+//! and each message is expected on every member's streams (the sender's too).
 
 use std::{
     fmt::Write as _,
@@ -12,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::{
-    client::{authed, befriend_pairs, create_users, status_error, Api},
+    client::{authed, befriend, befriend_pairs, create_users, expect_ok, status_error, Api, User},
     memory::{check_fd_limit, Rss},
     report::{rate_text, summarize, Errors},
     schedule::Schedule,
@@ -25,7 +27,7 @@ pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Re
     if args.users < 2 {
         bail!("--users must be at least 2 (users are paired)");
     }
-    if args.users % 2 == 1 {
+    if args.users % 2 == 1 && !args.group {
         eprintln!(
             "warning: odd --users: user {} has no partner and only holds a stream",
             args.users - 1
@@ -49,16 +51,18 @@ pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Re
         args.signup_concurrency,
     )
     .await?;
-    befriend_pairs(post_api, &args.password, &users).await?;
+    let group = if args.group {
+        Some(create_group(post_api, &args.password, &users).await?)
+    } else {
+        befriend_pairs(post_api, &args.password, &users).await?;
+        None
+    };
 
     rss.sample("before_streams");
-    let ctx = Arc::new(StreamCtx::new(
-        run,
-        &args.password,
-        stream_api,
-        post_api,
-        users,
-    ));
+    let mut ctx = StreamCtx::new(run, &args.password, stream_api, post_api, users);
+    // In a group the sender's own streams get the message too: expected, not an echo.
+    ctx.own_copies_tracked = group.is_some();
+    let ctx = Arc::new(ctx);
     let streams = open_streams(&ctx, total_streams, args.connect_concurrency).await?;
     let open_secs = streams.open_secs;
     // Let presence/friendship events from the setup pass before timing.
@@ -66,6 +70,8 @@ pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Re
     rss.sample("after_streams");
 
     let pairs = args.users / 2;
+    let everyone: Arc<[(usize, usize)]> =
+        (0..args.users).map(|u| (u, streams.per_user[u])).collect();
     let schedule = Arc::new(Schedule::new(args.rate, args.duration));
     let errors = Arc::new(Errors::default());
     let per_user = Arc::new(streams.per_user.clone());
@@ -77,30 +83,48 @@ pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Re
     );
     let mut senders = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (ctx, schedule, errors, per_user, api) = (
+        let (ctx, schedule, errors, per_user, api, everyone) = (
             ctx.clone(),
             schedule.clone(),
             errors.clone(),
             per_user.clone(),
             post_api.clone(),
+            everyone.clone(),
         );
+        let users = args.users;
         let (password, pad) = (args.password.clone(), args.message_chars);
         senders.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while let Some(n) = schedule.next().await {
-                let sender = (n as usize) % (pairs * 2);
-                let recipient = sender ^ 1;
-                let (from, to) = (&ctx.users[sender], &ctx.users[recipient]);
-                let body =
-                    json!({ "content": content_for(&ctx.run, n, pad), "group_chat_id": null });
+                let content = content_for(&ctx.run, n, pad);
                 let t0 = Instant::now();
-                ctx.tracker.register(n, recipient, per_user[recipient], t0);
+                let (from, query, body) = match group {
+                    // Members take turns; everyone hears each message.
+                    Some(g) => {
+                        let from = &ctx.users[(n as usize) % users];
+                        ctx.tracker.register_for(n, &everyone, t0);
+                        (
+                            from,
+                            None,
+                            json!({ "content": content, "group_chat_id": g }),
+                        )
+                    }
+                    None => {
+                        let sender = (n as usize) % (pairs * 2);
+                        let recipient = sender ^ 1;
+                        ctx.tracker.register(n, recipient, per_user[recipient], t0);
+                        let to = ctx.users[recipient].username.as_str();
+                        let body = json!({ "content": content, "group_chat_id": null });
+                        (&ctx.users[sender], Some(to), body)
+                    }
+                };
                 let result = authed(&api, &password, from, |t| {
-                    api.client
-                        .post(api.url("/api/messages/"))
-                        .query(&[("addressee_username", &to.username)])
-                        .bearer_auth(t)
-                        .json(&body)
+                    let post = api.client.post(api.url("/api/messages/"));
+                    let post = match query {
+                        Some(to) => post.query(&[("addressee_username", to)]),
+                        None => post,
+                    };
+                    post.bearer_auth(t).json(&body)
                 })
                 .await;
                 let rtt = t0.elapsed();
@@ -162,7 +186,8 @@ pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Re
             "stream_url": stream_api.base,
             "cross_process": cross,
             "users": args.users,
-            "pairs": pairs,
+            "pairs": if group.is_some() { 0 } else { pairs },
+            "group_members": if group.is_some() { args.users } else { 0 },
             "streams": total_streams,
             "streams_open_seconds": open_secs,
             "streams_live_at_end": live_at_end,
@@ -205,9 +230,13 @@ pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Re
         } else {
             let _ = writeln!(out, "server           {}", post_api.base);
         }
+        let shape = match group {
+            Some(_) => "in one group".to_string(),
+            None => format!("({pairs} pairs)"),
+        };
         let _ = writeln!(
             out,
-            "setup            {} users ({pairs} pairs), {total_streams} streams opened in {open_secs:.2} s, concurrency {}, target {} for {} s",
+            "setup            {} users {shape}, {total_streams} streams opened in {open_secs:.2} s, concurrency {}, target {} for {} s",
             args.users,
             args.concurrency,
             rate_text(args.rate, "msg/s"),
@@ -255,4 +284,44 @@ pub async fn run(args: &Args, post_api: &Api, stream_api: &Api, run: &str) -> Re
         print!("{out}");
     }
     Ok(ok)
+}
+
+/// Makes user 0 every other user's friend and creates one group of them all; its id.
+async fn create_group(api: &Api, password: &str, users: &[Arc<User>]) -> Result<i64> {
+    let star: Vec<(usize, usize)> = (1..users.len()).map(|u| (u, 0)).collect();
+    befriend(api, password, users, &star).await?;
+    let owner = &users[0];
+    // Created with the first hundred (what one request may name), then added one by one.
+    let (first, rest) = users[1..].split_at((users.len() - 1).min(100));
+    let names: Vec<&str> = first.iter().map(|u| u.username.as_str()).collect();
+    let body = json!({ "group_chat_name": "loadtest", "usernames": names });
+    let resp = authed(api, password, owner, |t| {
+        api.client
+            .post(api.url("/api/group_chats/"))
+            .bearer_auth(t)
+            .json(&body)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("POST /api/group_chats/: {e}"))?;
+    let created: serde_json::Value = expect_ok(resp, "POST /api/group_chats/")
+        .await?
+        .json()
+        .await?;
+    let Some(group) = created["group_chat_id"].as_i64() else {
+        bail!("POST /api/group_chats/ answered {created}");
+    };
+    eprintln!("adding {} more members to group {group}...", rest.len());
+    for member in rest {
+        let body = json!({ "username": member.username });
+        let resp = authed(api, password, owner, |t| {
+            api.client
+                .post(api.url(&format!("/api/group_chats/{group}/members")))
+                .bearer_auth(t)
+                .json(&body)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("POST /api/group_chats/{group}/members: {e}"))?;
+        expect_ok(resp, "POST /api/group_chats/{id}/members").await?;
+    }
+    Ok(group)
 }
