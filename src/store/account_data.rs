@@ -185,7 +185,7 @@ pub async fn delete(db: &Db, user: &User) -> AppResult<()> {
                     .fetch_one(&mut *tx)
                     .await?;
             let left = json!({ "group_chat_id": group, "name": name, "change": "member_left", "user_id": me, "username": user.username });
-            events.extend(NewEvent::to_each("group_chat", &remaining, &left));
+            events.push(NewEvent::to_group(group, "group_chat", &left));
         }
         let removed = json!({ "user_id": me, "username": user.username, "status": "removed" });
         events.extend(NewEvent::to_each("friendship", &others, &removed));

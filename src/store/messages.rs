@@ -621,7 +621,7 @@ pub async fn create_group(
         insert.build().execute(&mut *tx).await?;
         let payload =
             json!({ "group_chat_id": group_chat_id, "name": name.as_str(), "change": "added" });
-        tx.write_events(&NewEvent::to_each("group_chat", &ids, &payload))
+        tx.write_events(&[NewEvent::to_group(group_chat_id, "group_chat", &payload)])
             .await?;
         Ok(GroupChat {
             group_chat_id,
@@ -727,8 +727,9 @@ pub async fn add_member(
             "group_chat",
             &json!({ "group_chat_id": group, "name": chat.name, "change": "added" }),
         )];
+        // The others hear one row; the one who joined heard `added`.
         let joined = json!({ "group_chat_id": group, "name": chat.name, "change": "member_joined", "user_id": new_member.user_id, "username": new_member.username });
-        events.extend(NewEvent::to_each("group_chat", &existing, &joined));
+        events.push(NewEvent::to_group(group, "group_chat", &joined).except(new_member.user_id));
         tx.write_events(&events).await?;
         Ok(())
     })
@@ -770,8 +771,11 @@ pub async fn remove_member(db: &Db, me: &User, group: GroupId, member: &User) ->
                 &json!({ "group_chat_id": group, "name": chat.name, "change": "removed" }),
             ));
         }
-        let left = json!({ "group_chat_id": group, "name": chat.name, "change": "member_left", "user_id": member.user_id, "username": member.username });
-        events.extend(NewEvent::to_each("group_chat", &remaining, &left));
+        // Those who remain hear one row (a group nobody is left in has nobody to tell).
+        if !remaining.is_empty() {
+            let left = json!({ "group_chat_id": group, "name": chat.name, "change": "member_left", "user_id": member.user_id, "username": member.username });
+            events.push(NewEvent::to_group(group, "group_chat", &left));
+        }
         tx.write_events(&events).await?;
         Ok(())
     })
