@@ -33,15 +33,18 @@
 //!
 //! # Groups: fan-out on read
 //!
-//! An event of a group (a message, an edit, a reaction, a read marker, typing) is one row
-//! naming the group, however many members it has, so a send to a thousand members stays
-//! one short transaction. Each process routes such a row to the streams it holds of the
-//! group's members ([`store::events::Audience::Group`]), from a map of group members it
-//! loads when a group first speaks (one query for every group of a batch). Membership
-//! changes still write a `group_chat` row per member concerned; the tailer drops the
-//! group's entry when it reads one, before it routes anything after it, so a member added
-//! hears the next message and a member removed does not. A resuming stream reads its own
-//! rows and those of the groups it is a member of now.
+//! An event of a group (a message, an edit, a reaction, a read marker, typing, a rename, a
+//! member joining or leaving) is one row naming the group, however many members it has, so
+//! a send to a thousand members stays one short transaction. Each process routes such a
+//! row to the streams it holds of the group's members ([`store::events::Audience::Group`]),
+//! from a map of group members it loads when a group first speaks (one query for every
+//! group of a batch). A membership change is a `group_chat` event (to the group, and to
+//! the member added or removed in a row of their own); the tailer drops the group's entry
+//! when it reads one, before it routes anything after it, so a member added hears the next
+//! message and a member removed does not. An event routed with members loaded a moment
+//! after a change (before the tailer reached it) can reach a member just added, who may
+//! read the group's history anyway, or miss one just removed, who no longer may. A
+//! resuming stream reads its own rows and those of the groups it is a member of now.
 //!
 //! # Subscribing without a race
 //!

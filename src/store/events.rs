@@ -1,5 +1,5 @@
-//! The outbox: one `event` row per recipient, written in the same transaction as the
-//! change it reports, and read back by every process's tailer and by resuming streams.
+//! The outbox: one `event` row per recipient, or one for a whole group
+//! ([`Audience`]), written in the same transaction as the change it reports, and read back by every process's tailer and by resuming streams.
 //!
 //! Rows are read by their stream *position* (see [`crate::events`]): on SQLite that is
 //! `event_id` itself, on MySQL the `seq` the tailers give rows once they are committed

@@ -1,5 +1,5 @@
-//! Messages and group chats. Sending is one short transaction: the message row and one
-//! event per recipient. History is paged on the message id (unique and ordered), newest
+//! Messages and group chats. Sending is one short transaction: the message row and its
+//! events (one per side of a direct chat, one for a whole group). History is paged on the message id (unique and ordered), newest
 //! first, with the original's cursor format.
 
 use serde::{Deserialize, Serialize};
