@@ -155,6 +155,12 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_POOL_SIZE", value_parser = at_least_one)]
     pub database_pool_size: Option<u32>,
 
+    /// MySQL: statements each connection keeps prepared (the least recently used are
+    /// closed). The server holds at most max_prepared_stmt_count (16,382 by default, RDS
+    /// included) over all connections: keep tasks x pool size x this under it
+    #[arg(long, env = "DB_STATEMENT_CACHE", default_value_t = crate::db::DEFAULT_STATEMENT_CACHE)]
+    pub db_statement_cache: usize,
+
     /// Where to listen, host:port (0.0.0.0:8000 in the container)
     #[arg(
         long, env = "BIND_ADDR", default_value = "127.0.0.1:8000", value_parser = socket_addr
@@ -431,6 +437,8 @@ pub struct Config {
     /// `sqlite://…` or `mysql://…`; contains the database password.
     pub database_url: Secret,
     pub pool_size: u32,
+    /// MySQL: prepared statements kept per connection (`DB_STATEMENT_CACHE`).
+    pub statement_cache: usize,
     pub bind_addr: SocketAddr,
     /// `METRICS_ADDR`: where `/metrics` is served; `None`, nowhere.
     pub metrics_addr: Option<SocketAddr>,
@@ -573,6 +581,7 @@ impl Config {
         Ok(Self {
             database_url,
             pool_size: s.database_pool_size.unwrap_or(s.rds_pool_size),
+            statement_cache: s.db_statement_cache,
             bind_addr: s.bind_addr,
             metrics_addr: s.metrics_addr,
             jwt_secret,

@@ -91,7 +91,12 @@ impl Application {
     /// Connects to the database (migrating it unless told not to), starts this
     /// process's event tailer and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = Db::connect(config.database_url.expose(), config.pool_size).await?;
+        let db = Db::connect_with(
+            config.database_url.expose(),
+            config.pool_size,
+            config.statement_cache,
+        )
+        .await?;
         if config.migrate_on_start {
             db.migrate().await?;
         }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::error::ErrorBody;
 use crate::{
-    auth::ApiUser,
+    auth::{ApiCaller, ApiUser},
     domain::cursor::Page,
     error::AppResult,
     state::AppState,
@@ -40,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 async fn list(
     state: &AppState,
-    me: &User,
+    me: &UserSummary,
     kind: ListKind,
     query: &PageQuery,
 ) -> AppResult<Json<Page<UserSummary>>> {
@@ -64,7 +64,7 @@ async fn list(
 )]
 async fn list_friends(
     State(s): State<AppState>,
-    ApiUser(me): ApiUser,
+    ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::Friends, &q).await
@@ -84,7 +84,7 @@ async fn list_friends(
 )]
 async fn list_senders(
     State(s): State<AppState>,
-    ApiUser(me): ApiUser,
+    ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::RequestsReceived, &q).await
@@ -104,7 +104,7 @@ async fn list_senders(
 )]
 async fn list_receivers(
     State(s): State<AppState>,
-    ApiUser(me): ApiUser,
+    ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::RequestsSent, &q).await
@@ -124,7 +124,7 @@ async fn list_receivers(
 )]
 async fn list_blocked(
     State(s): State<AppState>,
-    ApiUser(me): ApiUser,
+    ApiCaller(me): ApiCaller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> AppResult<Json<Page<UserSummary>>> {
     list(&s, &me, ListKind::Blocked, &q).await

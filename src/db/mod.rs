@@ -76,16 +76,33 @@ pub enum ConnectError {
     Migrate(String),
 }
 
+/// Statements kept prepared per MySQL connection unless configured (`DB_STATEMENT_CACHE`).
+pub const DEFAULT_STATEMENT_CACHE: usize = 64;
+
 impl Db {
     /// Opens a pool and checks that the server answers within a few seconds.
     pub async fn connect(url: &str, pool_size: u32) -> Result<Self, ConnectError> {
+        Self::connect_with(url, pool_size, DEFAULT_STATEMENT_CACHE).await
+    }
+
+    /// [`Db::connect`], keeping up to `statement_cache` statements prepared per MySQL
+    /// connection.
+    pub async fn connect_with(
+        url: &str,
+        pool_size: u32,
+        statement_cache: usize,
+    ) -> Result<Self, ConnectError> {
         if url.starts_with("mysql:") {
             let options = MySqlConnectOptions::from_str(url)
                 .map_err(|e| ConnectError::BadUrl(e.to_string()))?
                 .charset("utf8mb4")
-                // The group-committed sends make a statement per batch size (1 to 64 rows,
-                // for three statements); keep them all prepared.
-                .statement_cache_capacity(512)
+                // Prepared statements are held by the server, which allows a fixed number
+                // over all connections (`max_prepared_stmt_count`, 16,382 by default): at
+                // 512 a connection, two processes of 32 connections each made pages fail
+                // with error 1461 under `scripts/bench.sh reads`. The least recently used
+                // are closed; the hot ones (a send batch's usual sizes, a page's queries)
+                // stay prepared.
+                .statement_cache_capacity(statement_cache)
                 .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
             let pool = MySqlPoolOptions::new()
                 .max_connections(pool_size)
