@@ -78,8 +78,12 @@ use crate::{
     },
 };
 
-/// Events a slow stream may have queued before it is disconnected (it then resumes).
-pub const STREAM_BUFFER: usize = 512;
+/// Events a slow stream may have queued before it is disconnected (it then resumes). More
+/// than one tailer batch: a batch is handed out at once, and may be all one user's (a
+/// thousand friends' streams opening after a deploy, each telling them "online"), which a
+/// stream that reads at once must not be dropped for. A channel allocates as it fills, so
+/// an idle stream costs no more for it.
+pub const STREAM_BUFFER: usize = 2 * TAIL_BATCH as usize;
 /// Events read per query by the tailer.
 pub const TAIL_BATCH: i64 = 1000;
 /// Events numbered per statement on MySQL.

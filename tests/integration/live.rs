@@ -288,6 +288,24 @@ integration_test! {
         assert!(first.id < second.id, "positions follow commit order");
     }
 
+    /// A whole tailer batch for one user at once (a thousand friends coming online after a
+    /// deploy) reaches a stream that reads, which is not dropped for it.
+    async fn a_burst_of_a_whole_batch_for_one_user_reaches_a_reading_stream() {
+        let app = spawn_app(Backend::Sqlite).await;
+        let bob = app.user("bob").await;
+        let mut stream = app.events(&bob, None).await;
+        let batch: Vec<_> = (0..messenger::events::TAIL_BATCH)
+            .map(|n| messenger::store::events::NewEvent::new(bob.id as i32, "presence", &serde_json::json!({ "user_id": n, "status": "online" })))
+            .collect();
+        messenger::store::events::write(&app.db, &batch).await.unwrap();
+        app.hub.wake();
+        for n in 0..messenger::events::TAIL_BATCH {
+            let e = stream.next_of(&["presence"], Duration::from_secs(10)).await;
+            assert_eq!(e.map(|e| e.json()["user_id"].as_i64()), Some(Some(n)), "event {n} on the same stream");
+        }
+        assert_eq!(app.hub.stream_count(), 1);
+    }
+
     async fn a_client_that_stops_reading_is_disconnected_not_buffered_forever() {
         let app = spawn_app(Backend::Sqlite).await;
         let bob = app.user("bob").await;
@@ -305,7 +323,7 @@ integration_test! {
         let batch: Vec<_> = (0..200)
             .map(|_| messenger::store::events::NewEvent::new(bob.id as i32, "typing", &payload))
             .collect();
-        for _ in 0..20 {
+        for _ in 0..40 {
             messenger::store::events::write(&app.db, &batch)
                 .await
                 .unwrap();
