@@ -30,7 +30,7 @@ use crate::{
             self, Conversation, ConversationSummary, GroupChat, GroupId, Message, MessageId,
         },
         rich::{self, RichSend},
-        users::{User, UserSummary},
+        users::{self, UserSummary},
     },
 };
 
@@ -531,10 +531,7 @@ async fn create_group(
             "at most 100 members at once",
         ));
     }
-    let mut members: Vec<User> = Vec::with_capacity(body.usernames.len());
-    for username in &body.usernames {
-        members.push(existing_user(&state, username).await?);
-    }
+    let members = users::all_named(&state.db, &body.usernames).await?;
     let chat = messages::create_group(
         &state.db,
         &me,

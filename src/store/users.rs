@@ -306,6 +306,41 @@ pub async fn named(db: &Db, username: &str) -> Result<User, crate::error::AppErr
         .ok_or_else(|| crate::error::AppError::not_found("no such user exists"))
 }
 
+/// The users a request names (a group's members), in the order named, in one query; 404
+/// `no such user exists` when any is not found. Usernames are ASCII (`Username`), so the
+/// database's case-insensitive match and `eq_ignore_ascii_case` agree.
+pub async fn all_named(db: &Db, usernames: &[String]) -> Result<Vec<User>, crate::error::AppError> {
+    let wanted: Vec<&str> = usernames.iter().map(|u| u.trim()).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: Vec<User> = db_run!(db, |pool| {
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {USER_COLUMNS} FROM user WHERE username IN ("
+        ));
+        let mut list = q.separated(", ");
+        for name in &wanted {
+            list.push_bind(*name);
+        }
+        q.push(")");
+        // As many placeholders as names: not worth a prepared statement of its own.
+        q.build_query_as::<User>()
+            .persistent(false)
+            .fetch_all(pool)
+            .await
+    })?;
+    wanted
+        .iter()
+        .map(|name| {
+            found
+                .iter()
+                .find(|u| u.username.eq_ignore_ascii_case(name))
+                .cloned()
+                .ok_or_else(|| crate::error::AppError::not_found("no such user exists"))
+        })
+        .collect()
+}
+
 /// Who is who, remembered: ids and usernames never change once made, so the hot paths
 /// (every send, every history page) resolve them here instead of asking the database each
 /// time. An entry is trusted for a minute, which bounds how long a change made by another

@@ -120,8 +120,13 @@ both_backends! {
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
         let (s, b) = body(app.post_json(&alice.token, "/api/group_chats/", &json!({ "group_chat_name": "trip", "usernames": ["outsider"] })).await).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "only friends: {b}");
-        let (s, g) = body(app.post_json(&alice.token, "/api/group_chats/", &json!({ "group_chat_name": "trip", "usernames": ["bob", "carol"] })).await).await;
-        assert_eq!(s, StatusCode::CREATED);
+        // One name unknown: 404 with the original's text, and no group.
+        let (s, b) = body(app.post_json(&alice.token, "/api/group_chats/", &json!({ "group_chat_name": "trip", "usernames": ["bob", "nobody"] })).await).await;
+        assert_eq!((s, b["detail"].as_str()), (StatusCode::NOT_FOUND, Some("no such user exists")));
+        assert_eq!(app.count("group_chat").await, 0);
+        // Names in any case, each once however often named.
+        let (s, g) = body(app.post_json(&alice.token, "/api/group_chats/", &json!({ "group_chat_name": "trip", "usernames": ["BOB", "carol", " Carol"] })).await).await;
+        assert_eq!(s, StatusCode::CREATED, "{g}");
         assert_eq!(g["name"], "trip");
         let gid = g["group_chat_id"].as_i64().unwrap();
         let send = |user: &ApiUser, text: &str| {

@@ -117,10 +117,8 @@ pub(super) async fn create_group(
     RepeatedForm(input): RepeatedForm<CreateGroupInput>,
 ) -> AppResult<Response> {
     let name = GroupName::parse(&input.name).map_err(AppError::BadRequest)?;
-    let mut members = Vec::new();
-    for username in input.member.iter().take(100) {
-        members.push(users::named(&state.db, username).await?);
-    }
+    let named = &input.member[..input.member.len().min(100)];
+    let members = users::all_named(&state.db, named).await?;
     let chat = messages::create_group(
         &state.db,
         &ctx.user,
