@@ -98,6 +98,10 @@ if want reads; then
         -s scripts/wrk/requests.lua http://127.0.0.1:8101 | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
     done
   done
+  # Sends last (they add to the history the reads above measured): the same 64 connections.
+  echo; echo "### sends: POST /api/messages/ (15 s)"
+  WRK_REQUESTS="$uploads/reads/sends.txt" wrk -t2 -c64 -d15s --latency \
+    -s scripts/wrk/requests.lua http://127.0.0.1:8101 | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
   echo; echo "### reads: /health"
   wrk -t2 -c64 -d15s --latency http://127.0.0.1:8101/health | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
 fi

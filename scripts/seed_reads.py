@@ -13,6 +13,7 @@ scripts/wrk/requests.lua (a path, a tab, a header per line; many users' requests
     friends.txt  GET /api/friends/?limit=50
     users.txt    GET /api/users/
     chats.txt    GET /chats, signed in with a session cookie (the chat list page, HTML)
+    sends.txt    POST /api/messages/?addressee_username=F, a short message to each friend
 
 Only the standard library: it runs wherever python3 does. The server must allow the
 sign-ups and sign-ins (scripts/bench.sh lifts SIGNUPS_PER_HOUR, LOGIN_ATTEMPTS_PER_MINUTE
@@ -115,6 +116,10 @@ def main():
         "older.txt": list(pool.map(older, latest[::5])) if args.messages > 50 else [],
         "friends.txt": [("/api/friends/?limit=50", h) for h in bearer],
         "users.txt": [("/api/users/", h) for h in bearer],
+        # A message to each friend in turn (the body after a second tab).
+        "sends.txt": [(f"POST /api/messages/?addressee_username={names[f]}",
+                       bearer[i] + '\t{"content": "wrk send", "group_chat_id": null}')
+                      for i in range(n) for f in friends[i]],
         "chats.txt": [("/chats", "Cookie: " + c) for c in
                       pool.map(lambda name: session_cookie(base, name), names[:args.web_users])],
     }
