@@ -5,23 +5,11 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::{both_backends, helpers::*, rich::group};
+use crate::{both_backends, helpers::*, rich::group, search::to_group};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn to_group(app: &TestApp, from: &ApiUser, group: i64, content: &str) -> Value {
-    let r = app
-        .post_json(
-            &from.token,
-            "/api/messages/",
-            &json!({ "content": content, "group_chat_id": group }),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "send {content}");
-    r.json().await.unwrap()
-}
 
 /// The rows of one kind in the outbox, straight from the database.
 async fn event_rows(app: &TestApp, kind: &str) -> i64 {

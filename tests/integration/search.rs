@@ -28,7 +28,8 @@ fn contents(page: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn to_group(app: &TestApp, from: &ApiUser, group: i64, content: &str) -> Value {
+/// Posts to a group; the message, which must be created.
+pub(crate) async fn to_group(app: &TestApp, from: &ApiUser, group: i64, content: &str) -> Value {
     let r = app
         .post_json(
             &from.token,
