@@ -508,13 +508,16 @@ pub struct ConversationSummary {
 ///   outnumber the people (a short history is read whole, as cheaply); its `GROUP BY`
 ///   names the constant prefix too, without which MariaDB never picked it. SQLite has
 ///   no loose index scan: a recursive CTE seeks the next id after the last one.
-/// - The last message each way is one backward step in the index that starts with `me`
-///   (forced: MariaDB would otherwise take `message_unseen`, which covers the query, and
-///   read the pair's every message to sort them).
+/// - The last message each way is one backward step in the index that starts with `me`.
 /// - Direct unread counts are one range of `message_unseen` (recipient, seen, ...): only
 ///   the unseen messages. `seen = 0` and `seen IS NULL` are two ranges, written apart so
 ///   that SQLite's planner uses the index for both.
-/// - A group's last message is one step back in `message_group_chat_id_FK`, its unread
+/// - Every message index is named (`FORCE INDEX`, `INDEXED BY`): left to choose, MariaDB
+///   took `message_unseen` for the last message (it covers the query) and sorted the
+///   pair's every message, or intersected `message_group_chat_id_FK` for
+///   `group_chat_id IS NULL`, which every direct message matches (20 to 45 ms a list
+///   under load, in the read benchmark).
+/// - A group's last message is one step back in `message_group_history`, its unread
 ///   count the range after the member's read marker. SQLite seeks that range from the
 ///   correlated marker; MySQL and MariaDB do not (they read the group's whole index range
 ///   and filter), except from a constant: there each group is a branch of its own whose
@@ -535,17 +538,19 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
     } else {
         Vec::new()
     };
-    let (by_pair, by_recipient) = if mysql {
-        (
-            "FORCE INDEX (message_direct_pair)",
-            "FORCE INDEX (message_received)",
-        )
-    } else {
-        (
-            "INDEXED BY message_direct_pair",
-            "INDEXED BY message_received",
-        )
-    };
+    let [by_pair, by_recipient, unseen, by_group] = [
+        "message_direct_pair",
+        "message_received",
+        "message_unseen",
+        "message_group_history",
+    ]
+    .map(|index| {
+        if mysql {
+            format!("FORCE INDEX ({index})")
+        } else {
+            format!("INDEXED BY {index}")
+        }
+    });
     let rows = db_run!(db, |pool| {
         let mut q = QueryBuilder::new("");
         // The people `me` wrote to (`sent_to`) and heard from (`heard_from`): direct
@@ -624,13 +629,13 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
         // SQLite: one branch for every group; MySQL: one per group, by its key.
         let branches = if mysql { groups.len() } else { 1 };
         for i in 0..branches {
-            q.push(
+            q.push(format!(
                 " UNION ALL SELECT 'group', gm.group_chat_id, \
-                   (SELECT m.message_id FROM message m WHERE m.group_chat_id = gm.group_chat_id \
+                   (SELECT m.message_id FROM message m {by_group} WHERE m.group_chat_id = gm.group_chat_id \
                     ORDER BY m.message_id DESC LIMIT 1), \
-                   (SELECT COUNT(*) FROM message m WHERE m.group_chat_id = gm.group_chat_id \
-                    AND m.message_id > gm.last_read_message_id AND (m.sender_id IS NULL OR m.sender_id <> ",
-            )
+                   (SELECT COUNT(*) FROM message m {by_group} WHERE m.group_chat_id = gm.group_chat_id \
+                    AND m.message_id > gm.last_read_message_id AND (m.sender_id IS NULL OR m.sender_id <> "
+            ))
             .push_bind(me)
             .push(")) FROM group_chat_member gm WHERE gm.member_id = ")
             .push_bind(me);
@@ -638,17 +643,17 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
                 q.push(" AND gm.group_chat_id = ").push_bind(groups[i]);
             }
         }
-        q.push(
+        q.push(format!(
             ") conv \
              LEFT JOIN (SELECT x.sender_id, COUNT(*) AS n FROM ( \
-               SELECT m.sender_id FROM message m WHERE m.reciever_id = ",
-        )
+               SELECT m.sender_id FROM message m {unseen} WHERE m.reciever_id = "
+        ))
         .push_bind(me)
-        .push(
+        .push(format!(
             " AND m.seen = 0 AND m.group_chat_id IS NULL \
                UNION ALL \
-               SELECT m.sender_id FROM message m WHERE m.reciever_id = ",
-        )
+               SELECT m.sender_id FROM message m {unseen} WHERE m.reciever_id = "
+        ))
         .push_bind(me)
         .push(
             " AND m.seen IS NULL AND m.group_chat_id IS NULL \
