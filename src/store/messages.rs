@@ -627,8 +627,12 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
              ) d GROUP BY d.id HAVING MAX(d.last_id) IS NOT NULL",
         );
         // SQLite: one branch for every group; MySQL: one per group, by its key.
-        let branches = if mysql { groups.len() } else { 1 };
-        for i in 0..branches {
+        let branches: Vec<Option<GroupId>> = if mysql {
+            groups.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for group in branches {
             q.push(format!(
                 " UNION ALL SELECT 'group', gm.group_chat_id, \
                    (SELECT m.message_id FROM message m {by_group} WHERE m.group_chat_id = gm.group_chat_id \
@@ -639,8 +643,8 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
             .push_bind(me)
             .push(")) FROM group_chat_member gm WHERE gm.member_id = ")
             .push_bind(me);
-            if mysql {
-                q.push(" AND gm.group_chat_id = ").push_bind(groups[i]);
+            if let Some(group) = group {
+                q.push(" AND gm.group_chat_id = ").push_bind(group);
             }
         }
         q.push(format!(
