@@ -256,6 +256,88 @@ both_backends! {
         assert_eq!(group_row["unread"], 0);
     }
 
+    async fn the_chat_list_follows_partial_reads_deletes_and_groups(app) {
+        // The list is read per conversation from indexes (store::messages::conversations):
+        // the cases an aggregate over every message got right by construction.
+        async fn list(app: &TestApp, user: &ApiUser) -> Vec<(String, String, Value, Value, i64)> {
+            let (s, convs) = body(app.get(&user.token, "/api/conversations").await).await;
+            assert_eq!(s, StatusCode::OK);
+            convs.as_array().unwrap().iter().map(|c| (
+                c["kind"].as_str().unwrap().to_string(),
+                c["name"].as_str().unwrap().to_string(),
+                c["last_message"].clone(),
+                c["last_sender_id"].clone(),
+                c["unread"].as_i64().unwrap(),
+            )).collect()
+        }
+        let row = |kind: &str, name: &str, last: Option<&str>, sender: Option<i64>, unread: i64| {
+            (kind.to_string(), name.to_string(), json!(last), json!(sender), unread)
+        };
+        let [alice, bob, carol, dave, eve] = [
+            app.user("alice").await, app.user("bob").await, app.user("carol").await,
+            app.user("dave").await, app.user("eve").await,
+        ];
+        for other in [&bob, &carol, &dave, &eve] {
+            app.befriend(&alice, other).await;
+        }
+        async fn group(app: &TestApp, owner: &ApiUser, name: &str, members: &[&str]) -> i64 {
+            let (_, g) = body(app.post_json(&owner.token, "/api/group_chats/", &json!({ "group_chat_name": name, "usernames": members })).await).await;
+            g["group_chat_id"].as_i64().unwrap()
+        }
+        async fn in_group(app: &TestApp, user: &ApiUser, group: i64, text: &str) -> Value {
+            let (s, m) = body(app.post_json(&user.token, "/api/messages/", &json!({ "content": text, "group_chat_id": group })).await).await;
+            assert_eq!(s, StatusCode::CREATED, "{m}");
+            m
+        }
+        let id = |m: Value| m["message_id"].as_i64().unwrap();
+        // A group nobody wrote in: listed last, without a last message.
+        group(&app, &alice, "quiet", &["bob"]).await;
+        let mut from_bob = Vec::new();
+        for text in ["b1", "b2", "b3"] {
+            from_bob.push(id(body(app.send_dm(&bob, &alice, text).await).await.1));
+        }
+        let d1 = id(body(app.send_dm(&alice, &dave, "d1").await).await.1);
+        let d2 = id(body(app.send_dm(&alice, &dave, "d2").await).await.1);
+        let busy = group(&app, &alice, "busy", &["bob", "eve"]).await;
+        in_group(&app, &bob, busy, "g1").await;
+        in_group(&app, &alice, busy, "g2").await;
+        let g3 = id(in_group(&app, &eve, busy, "g3").await);
+        // Carol only ever wrote; Alice only ever read her.
+        app.send_dm(&carol, &alice, "c1").await;
+        // Read up to b2 of b1..b3: one left unread.
+        let r = app.post_json(&alice.token, "/api/messages/seen", &json!({ "friend_username": "bob", "message_id": from_bob[1] })).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        // The last message deleted: the one before it is the last again.
+        assert_eq!(app.delete(&alice.token, &format!("/api/messages/{d2}")).await.status(), StatusCode::OK);
+        // A member who leaves the service: their group message stays, from nobody, unread.
+        let r = app.call(reqwest::Method::DELETE, &eve.token, "/api/account", Some(&json!({ "password": PASSWORD }))).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(list(&app, &alice).await, vec![
+            row("direct", "carol", Some("c1"), Some(carol.id), 1),
+            row("group", "busy", Some("g3"), None, 2),
+            row("direct", "dave", Some("d1"), Some(alice.id), 0),
+            row("direct", "bob", Some("b3"), Some(bob.id), 1),
+            row("group", "quiet", None, None, 0),
+        ]);
+        assert_eq!(list(&app, &carol).await, vec![row("direct", "alice", Some("c1"), Some(carol.id), 0)], "only sent: nothing unread");
+        assert_eq!(list(&app, &bob).await, vec![
+            row("group", "busy", Some("g3"), None, 2),
+            row("direct", "alice", Some("b3"), Some(bob.id), 0),
+            row("group", "quiet", None, None, 0),
+        ]);
+        assert_eq!(list(&app, &dave).await, vec![row("direct", "alice", Some("d1"), Some(alice.id), 1)]);
+        // Every message of a conversation deleted: gone from both lists.
+        assert_eq!(app.delete(&alice.token, &format!("/api/messages/{d1}")).await.status(), StatusCode::OK);
+        assert_eq!(list(&app, &dave).await, vec![]);
+        assert!(list(&app, &alice).await.iter().all(|r| r.1 != "dave"));
+        // A group read to its end, then written in again: to the top, one unread.
+        app.post_json(&alice.token, "/api/messages/seen", &json!({ "group_chat_id": busy, "message_id": g3 })).await;
+        in_group(&app, &bob, busy, "g4").await;
+        let now = list(&app, &alice).await;
+        assert_eq!(now[0], row("group", "busy", Some("g4"), Some(bob.id), 1));
+        assert_eq!(now.len(), 4);
+    }
+
     async fn the_same_client_key_posts_once(app) {
         let alice = app.user("alice").await;
         let bob = app.user("bob").await;
