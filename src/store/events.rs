@@ -170,18 +170,20 @@ fn mentioned_in(event: &StoredEvent) -> Vec<i32> {
 }
 
 /// A group event as one member hears it: a message that mentions them says so
-/// (`mentioned`, which the row, written once for everyone, leaves false).
+/// (`mentioned`, which the row, written once for everyone, leaves false). Who it mentions
+/// is read from the payload, and the copy for them made, only when a member it reaches is
+/// on this process.
 pub struct GroupDelivery {
     pub plain: std::sync::Arc<StoredEvent>,
-    mentioned: Vec<i32>,
+    mentioned: std::sync::OnceLock<Vec<i32>>,
     for_mentioned: std::sync::OnceLock<std::sync::Arc<StoredEvent>>,
 }
 
 impl GroupDelivery {
     pub fn new(event: StoredEvent) -> Self {
         Self {
-            mentioned: mentioned_in(&event),
             plain: std::sync::Arc::new(event),
+            mentioned: std::sync::OnceLock::new(),
             for_mentioned: std::sync::OnceLock::new(),
         }
     }
@@ -191,7 +193,8 @@ impl GroupDelivery {
         if !self.plain.audience.includes_member(user_id) {
             return None;
         }
-        if !self.mentioned.contains(&user_id) {
+        let mentioned = self.mentioned.get_or_init(|| mentioned_in(&self.plain));
+        if !mentioned.contains(&user_id) {
             return Some(self.plain.clone());
         }
         Some(

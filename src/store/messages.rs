@@ -526,6 +526,83 @@ pub struct ConversationSummary {
     pub unread: i64,
 }
 
+/// One side of `me`'s direct chats as [`conversations`] reads it: the people found
+/// (`people`, a CTE's name), the column naming `me` and the one naming them, and the index
+/// that starts with `me`'s column (with its hint).
+struct DirectSide {
+    people: &'static str,
+    mine: &'static str,
+    theirs: &'static str,
+    index: String,
+}
+
+impl DirectSide {
+    /// The CTE of the people on the other side, one index seek each: MySQL's loose index
+    /// scan (its `GROUP BY` names the constant prefix too, or MariaDB never picks it), or on
+    /// SQLite, which has none, a recursive walk that seeks the next id after the last (and
+    /// ends on NULL).
+    fn push_people<'a, DB: sqlx::Database>(
+        &self,
+        q: &mut QueryBuilder<'a, DB>,
+        mysql: bool,
+        me: UserId,
+    ) where
+        UserId: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        let DirectSide {
+            people,
+            mine,
+            theirs,
+            index,
+        } = self;
+        if mysql {
+            q.push(format!(
+                "{people} (id) AS (SELECT m.{theirs} FROM message m {index} WHERE m.{mine} = "
+            ))
+            .push_bind(me)
+            .push(format!(
+                " AND m.{theirs} IS NOT NULL GROUP BY m.{mine}, m.{theirs})"
+            ));
+        } else {
+            q.push(format!(
+                "{people} (id) AS (SELECT (SELECT m.{theirs} FROM message m {index} WHERE m.{mine} = "
+            ))
+            .push_bind(me)
+            .push(format!(
+                " AND m.{theirs} IS NOT NULL ORDER BY m.{theirs} LIMIT 1) \
+                 UNION ALL SELECT (SELECT m.{theirs} FROM message m {index} WHERE m.{mine} = "
+            ))
+            .push_bind(me)
+            .push(format!(
+                " AND m.{theirs} > w.id ORDER BY m.{theirs} LIMIT 1) \
+                 FROM {people} w WHERE w.id IS NOT NULL)"
+            ));
+        }
+    }
+
+    /// A row per person of [`Self::push_people`] with the last direct message between
+    /// them this way: one backward step in the index.
+    fn push_last_message<'a, DB: sqlx::Database>(&self, q: &mut QueryBuilder<'a, DB>, me: UserId)
+    where
+        UserId: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        let DirectSide {
+            people,
+            mine,
+            theirs,
+            index,
+        } = self;
+        q.push(format!(
+            " SELECT w.id, (SELECT m.message_id FROM message m {index} WHERE m.{mine} = "
+        ))
+        .push_bind(me)
+        .push(format!(
+            " AND m.{theirs} = w.id AND m.group_chat_id IS NULL ORDER BY m.message_id DESC LIMIT 1) AS last_id \
+             FROM {people} w WHERE w.id IS NOT NULL"
+        ));
+    }
+}
+
 /// Every conversation of `me`, most recent first, with unread counts.
 ///
 /// Its cost follows the number of conversations and of unread messages, not of all the
@@ -579,81 +656,45 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
             format!("INDEXED BY {index}")
         }
     });
+    // The two sides of a direct chat, each walked along the index that starts with `me`.
+    let sides = [
+        DirectSide {
+            people: "sent_to",
+            mine: "sender_id",
+            theirs: "reciever_id",
+            index: by_pair,
+        },
+        DirectSide {
+            people: "heard_from",
+            mine: "reciever_id",
+            theirs: "sender_id",
+            index: by_recipient,
+        },
+    ];
     let rows = db_run!(db, |pool| {
-        let mut q = QueryBuilder::new("");
+        let mut q = QueryBuilder::new(if mysql { "WITH " } else { "WITH RECURSIVE " });
         // The people `me` wrote to (`sent_to`) and heard from (`heard_from`): direct
         // messages, and any other row naming both (filtered out below by `last_id`).
-        if mysql {
-            q.push(format!(
-                "WITH sent_to (id) AS ( \
-                   SELECT m.reciever_id FROM message m {by_pair} \
-                   WHERE m.sender_id = "
-            ))
-            .push_bind(me)
-            .push(format!(
-                " AND m.reciever_id IS NOT NULL GROUP BY m.sender_id, m.reciever_id \
-                 ), heard_from (id) AS ( \
-                   SELECT m.sender_id FROM message m {by_recipient} \
-                   WHERE m.reciever_id = "
-            ))
-            .push_bind(me)
-            .push(" AND m.sender_id IS NOT NULL GROUP BY m.reciever_id, m.sender_id) ");
-        } else {
-            // The walk ends on NULL.
-            q.push(format!(
-                "WITH RECURSIVE sent_to (id) AS ( \
-                   SELECT (SELECT m.reciever_id FROM message m {by_pair} WHERE m.sender_id = "
-            ))
-            .push_bind(me)
-            .push(format!(
-                " AND m.reciever_id IS NOT NULL ORDER BY m.reciever_id LIMIT 1) \
-                   UNION ALL \
-                   SELECT (SELECT m.reciever_id FROM message m {by_pair} WHERE m.sender_id = "
-            ))
-            .push_bind(me)
-            .push(format!(
-                " AND m.reciever_id > s.id ORDER BY m.reciever_id LIMIT 1) \
-                   FROM sent_to s WHERE s.id IS NOT NULL \
-                 ), heard_from (id) AS ( \
-                   SELECT (SELECT m.sender_id FROM message m {by_recipient} WHERE m.reciever_id = "
-            ))
-            .push_bind(me)
-            .push(format!(
-                " AND m.sender_id IS NOT NULL ORDER BY m.sender_id LIMIT 1) \
-                   UNION ALL \
-                   SELECT (SELECT m.sender_id FROM message m {by_recipient} WHERE m.reciever_id = "
-            ))
-            .push_bind(me)
-            .push(
-                " AND m.sender_id > h.id ORDER BY m.sender_id LIMIT 1) \
-                   FROM heard_from h WHERE h.id IS NOT NULL) ",
-            );
+        for (n, side) in sides.iter().enumerate() {
+            if n > 0 {
+                q.push(", ");
+            }
+            side.push_people(&mut q, mysql, me);
         }
         q.push(
-            "SELECT conv.kind, conv.id, COALESCE(u.username, g.name, '') AS name, u.display_name, \
+            " SELECT conv.kind, conv.id, COALESCE(u.username, g.name, '') AS name, u.display_name, \
                conv.last_id AS last_message_id, lm.content AS last_message, lm.sender_id AS last_sender_id, \
                lm.created_date_time AS last_message_at, CAST(COALESCE(conv.unread, un.n, 0) AS SIGNED) AS unread \
              FROM ( \
                SELECT 'direct' AS kind, d.id, MAX(d.last_id) AS last_id, NULL AS unread FROM (",
-        )
-        .push(format!(
-            " SELECT s.id, (SELECT m.message_id FROM message m {by_pair} WHERE m.sender_id = "
-        ))
-        .push_bind(me)
-        .push(
-            " AND m.reciever_id = s.id AND m.group_chat_id IS NULL ORDER BY m.message_id DESC LIMIT 1) AS last_id \
-               FROM sent_to s WHERE s.id IS NOT NULL \
-             UNION ALL",
-        )
-        .push(format!(
-            " SELECT h.id, (SELECT m.message_id FROM message m {by_recipient} WHERE m.reciever_id = "
-        ))
-        .push_bind(me)
-        .push(
-            " AND m.sender_id = h.id AND m.group_chat_id IS NULL ORDER BY m.message_id DESC LIMIT 1) \
-               FROM heard_from h WHERE h.id IS NOT NULL \
-             ) d GROUP BY d.id HAVING MAX(d.last_id) IS NOT NULL",
         );
+        for (n, side) in sides.iter().enumerate() {
+            if n > 0 {
+                q.push(" UNION ALL");
+            }
+            side.push_last_message(&mut q, me);
+        }
+        q.push(" ) d GROUP BY d.id HAVING MAX(d.last_id) IS NOT NULL");
         // SQLite: one branch for every group; MySQL: one per group, by its key.
         let branches: Vec<Option<GroupId>> = if mysql {
             groups.iter().copied().map(Some).collect()
@@ -675,20 +716,20 @@ pub async fn conversations(db: &Db, me: UserId) -> AppResult<Vec<ConversationSum
                 q.push(" AND gm.group_chat_id = ").push_bind(group);
             }
         }
-        q.push(format!(
-            ") conv \
-             LEFT JOIN (SELECT x.sender_id, COUNT(*) AS n FROM ( \
-               SELECT m.sender_id FROM message m {unseen} WHERE m.reciever_id = "
-        ))
-        .push_bind(me)
-        .push(format!(
-            " AND m.seen = 0 AND m.group_chat_id IS NULL \
-               UNION ALL \
-               SELECT m.sender_id FROM message m {unseen} WHERE m.reciever_id = "
-        ))
-        .push_bind(me)
-        .push(
-            " AND m.seen IS NULL AND m.group_chat_id IS NULL \
+        // Unread: `seen = 0` and `seen IS NULL` as two ranges of `message_unseen`.
+        q.push(") conv LEFT JOIN (SELECT x.sender_id, COUNT(*) AS n FROM (");
+        for (n, unseen_is) in ["m.seen = 0", "m.seen IS NULL"].into_iter().enumerate() {
+            if n > 0 {
+                q.push(" UNION ALL");
+            }
+            q.push(format!(
+                " SELECT m.sender_id FROM message m {unseen} WHERE m.reciever_id = "
+            ))
+            .push_bind(me)
+            .push(format!(" AND {unseen_is} AND m.group_chat_id IS NULL"));
+        }
+        q.push(
+            " \
              ) x GROUP BY x.sender_id) un ON conv.kind = 'direct' AND un.sender_id = conv.id \
              LEFT JOIN message lm ON lm.message_id = conv.last_id \
              LEFT JOIN user u ON conv.kind = 'direct' AND u.user_id = conv.id \

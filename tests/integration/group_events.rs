@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::{both_backends, helpers::*, rich::group, search::to_group};
 
@@ -78,8 +78,12 @@ both_backends! {
         let r = a.post_json(&alice.token, &format!("/api/group_chats/{g}/members"), &json!({ "username": "carol" })).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         to_group(&a, &alice, g, "with carol").await;
-        let heard = carol_events.until(&["message"], |e| message_with(e, "with carol")).await;
-        assert!(heard.is_empty(), "carol heard what came before she joined: {:?}", contents(&heard));
+        let heard = carol_events.until(&["message", "group_chat"], |e| message_with(e, "with carol")).await;
+        let (changes, messages): (Vec<Sse>, Vec<Sse>) = heard.into_iter().partition(|e| e.event == "group_chat");
+        assert!(messages.is_empty(), "carol heard what came before she joined: {:?}", contents(&messages));
+        // She hears that she was added, not the others' news that she joined.
+        let changes: Vec<Value> = changes.iter().map(|e| e.json()["change"].clone()).collect();
+        assert_eq!(changes, [json!("added")]);
 
         // Typing: one row, heard by the others, not by the one typing.
         let typing_before = event_rows(&a, "typing").await;
