@@ -400,9 +400,10 @@ pub async fn delete_account(
         return Ok(Err(field("password", "password is wrong")));
     }
     let deleted = account_data::delete(&state.db, user).await;
-    // Their direct chats are gone and their group messages now a deleted user's: rare
-    // enough to forget every conversation rather than find theirs.
+    // Their direct chats are gone and their group messages now a deleted user's, and they
+    // left others' friend lists: rare enough to forget everything rather than find theirs.
     state.history.forget_all();
+    state.friend_lists.forget_all();
     deleted?;
     state.directory.forget(user);
     state.events.wake();

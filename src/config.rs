@@ -271,9 +271,16 @@ pub struct Settings {
     /// Memory for each process's cache of the latest messages of open conversations, in
     /// MB (10^6 bytes); 0 turns it off (every chat opened asks the database)
     #[arg(
-        long, env = "HISTORY_CACHE_MB", default_value = "64", value_parser = history_cache_mb
+        long, env = "HISTORY_CACHE_MB", default_value = "64", value_parser = cache_mb
     )]
     pub history_cache_mb: u64,
+
+    /// Memory for each process's cache of the first page of people's friend lists, in MB
+    /// (10^6 bytes); 0 turns it off (every friend list asks the database)
+    #[arg(
+        long, env = "FRIEND_LIST_CACHE_MB", default_value = "16", value_parser = cache_mb
+    )]
+    pub friend_list_cache_mb: u64,
 
     /// Origins (scheme://host[:port], comma-separated) whose pages may call the API and
     /// socket.io with credentials (CORS); empty: none, the API serves only its own origin
@@ -488,6 +495,8 @@ pub struct Config {
     pub event_poll_interval: Duration,
     /// `HISTORY_CACHE_MB`: the history cache's budget in MB; 0: no cache.
     pub history_cache_mb: u64,
+    /// `FRIEND_LIST_CACHE_MB`: the friend list cache's budget in MB; 0: no cache.
+    pub friend_list_cache_mb: u64,
     /// Origins allowed to call the API and socket.io from their pages (CORS, and the CSRF
     /// origin check), as `scheme://host[:port]`; empty unless `CORS_ALLOWED_ORIGINS`.
     pub cors_allowed_origins: Vec<String>,
@@ -611,6 +620,7 @@ impl Config {
             presence_grace: Duration::from_secs(s.presence_grace_seconds),
             event_poll_interval: Duration::from_millis(s.event_poll_milliseconds),
             history_cache_mb: s.history_cache_mb,
+            friend_list_cache_mb: s.friend_list_cache_mb,
             cors_allowed_origins: s.cors_allowed_origins.map(|o| o.0).unwrap_or_default(),
             password_file,
             file_storage,
@@ -785,7 +795,7 @@ fn public_url(value: &str) -> Result<String, String> {
     Ok(value.trim_end_matches('/').to_string())
 }
 
-fn history_cache_mb(value: &str) -> Result<u64, String> {
+fn cache_mb(value: &str) -> Result<u64, String> {
     match number::<u64>(value)? {
         n @ 0..=1_000_000 => Ok(n),
         _ => Err("must be 0 to 1000000".into()),

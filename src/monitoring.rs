@@ -38,7 +38,7 @@ const BATCH_SIZE: &str = "messenger_send_batch_size";
 const COMMIT_SECONDS: &str = "messenger_send_commit_duration_seconds";
 const TAILER_LAG_EVENTS: &str = "messenger_event_tailer_lag_events";
 const TAILER_LAG_SECONDS: &str = "messenger_event_tailer_lag_seconds";
-const HISTORY_CACHE: &str = "messenger_history_cache_reads_total";
+const CACHE_READS: &str = "messenger_cache_reads_total";
 const POOL: &str = "messenger_db_pool_connections";
 const POOL_MAX: &str = "messenger_db_pool_max_connections";
 const ARGON2_QUEUED: &str = "messenger_argon2_queued";
@@ -93,8 +93,8 @@ fn describe() {
         "Time to write and commit one batch of sends"
     );
     describe_counter!(
-        HISTORY_CACHE,
-        "Latest-page reads, by whether the history cache answered them (hit) or the database did (miss)"
+        CACHE_READS,
+        "Reads that asked a cache (history: latest pages; friend_lists: first pages of friend lists), by whether memory answered them (hit) or the database did (miss)"
     );
     describe_gauge!(
         TAILER_LAG_EVENTS,
@@ -139,9 +139,10 @@ pub fn tailer_lag(events: i64, tick: Duration) {
     gauge!(TAILER_LAG_SECONDS).set(tick.as_secs_f64());
 }
 
-/// A latest-page read: answered from the history cache, or not.
-pub fn history_cache(hit: bool) {
-    counter!(HISTORY_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
+/// A read that asked a cache (`history`, `friend_lists`): answered from memory, or not.
+pub fn cache_read(cache: &'static str, hit: bool) {
+    counter!(CACHE_READS, "cache" => cache, "result" => if hit { "hit" } else { "miss" })
+        .increment(1);
 }
 
 /// The metrics listener's routes: `GET /metrics` and nothing else.

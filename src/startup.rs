@@ -44,12 +44,12 @@ use crate::{
         limits::{self, RateLimits, StreamSlots},
         password::PasswordHasher,
     },
+    cache::{friend_lists::FriendListCache, history::HistoryCache, Caches},
     config::Config,
     db::{Circuit, Db},
     error::AppError,
     events::EventHub,
     health::{self, Health},
-    history_cache::HistoryCache,
     mail::Mailer,
     monitoring, socketio,
     state::AppState,
@@ -71,9 +71,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Users the directory remembers (about 100 bytes each).
 const DIRECTORY_CAPACITY: usize = 100_000;
-/// How long the history cache trusts a tailer that has not completed a tick (plus four
-/// poll intervals): longer than a busy tick, short enough to bound staleness.
-const HISTORY_TAILER_STALE: Duration = Duration::from_secs(2);
+/// How long the caches trust a tailer that has not completed a tick (plus four poll
+/// intervals): longer than a busy tick, short enough to bound staleness.
+const CACHE_TAILER_STALE: Duration = Duration::from_secs(2);
 /// How often `RDS_PASSWORD_FILE` is re-read for a rotated password.
 pub const PASSWORD_REREAD_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -122,10 +122,11 @@ impl Application {
         let shutdown = CancellationToken::new();
         // Served from only while the tailer has completed a tick lately (a stalled one
         // could be missing other processes' edits).
-        let history = HistoryCache::new(
-            config.history_cache_mb,
-            HISTORY_TAILER_STALE + config.event_poll_interval * 4,
-        );
+        let stale_after = CACHE_TAILER_STALE + config.event_poll_interval * 4;
+        let caches = Caches {
+            history: HistoryCache::new(config.history_cache_mb, stale_after),
+            friend_lists: FriendListCache::new(config.friend_list_cache_mb, stale_after),
+        };
         let events = EventHub::start(
             db.clone(),
             crate::events::Retention {
@@ -134,7 +135,7 @@ impl Application {
             },
             config.event_poll_interval,
             config.presence_grace,
-            history.clone(),
+            caches.clone(),
             shutdown.clone(),
         )
         .await
@@ -193,9 +194,10 @@ impl Application {
                     .await
                     .context("reading the auto-increment settings")?,
                 Rate::per(config.sends_per_minute, Duration::from_secs(60)),
-                history.clone(),
+                caches.history.clone(),
             ),
-            history,
+            history: caches.history,
+            friend_lists: caches.friend_lists,
             directory: Arc::new(Directory::new(DIRECTORY_CAPACITY)),
             access,
             attachments,

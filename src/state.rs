@@ -12,10 +12,10 @@ use crate::{
         limits::{RateLimits, StreamSlots},
         password::PasswordHasher,
     },
+    cache::{friend_lists::FriendListCache, history::HistoryCache},
     config::Config,
     db::Db,
     events::EventHub,
-    history_cache::HistoryCache,
     mail::Mailer,
     store::{sending::SendQueue, users::Directory},
 };
@@ -40,8 +40,10 @@ pub struct AppState {
     pub streams: Arc<StreamSlots>,
     /// Files sent with messages, and where they are stored.
     pub attachments: Attachments,
-    /// The latest messages of open conversations (`crate::history_cache`).
+    /// The latest messages of open conversations (`crate::cache::history`).
     pub history: HistoryCache,
+    /// The first pages of people's friend lists (`crate::cache::friend_lists`).
+    pub friend_lists: FriendListCache,
 }
 
 impl FromRef<AppState> for Db {

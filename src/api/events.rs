@@ -49,6 +49,7 @@ struct StreamQuery {
 /// | `presence` | `PresenceEventData` | a friend came online or went offline |
 /// | `friend_request` | `FriendRequestEventData` | someone asked me to be friends |
 /// | `friendship` | `FriendshipEventData` | a request of mine was answered, or a friendship ended |
+/// | `friend_list` | `FriendListEventData` | I changed a friendship (here or elsewhere): which of my lists the other user is in now |
 /// | `group_chat` | `GroupChatEventData` | I was added to or removed from a group, or it changed |
 /// | `reset` | `{}` | the missed events cannot be replayed (too old, or too many): fetch state again; resume from this id |
 ///
@@ -111,6 +112,7 @@ mod payloads {
         Presence(PresenceEventData),
         FriendRequest(FriendRequestEventData),
         Friendship(FriendshipEventData),
+        FriendList(FriendListEventData),
         GroupChat(GroupChatEventData),
         Reaction(ReactionEventData),
     }
@@ -196,6 +198,17 @@ mod payloads {
         /// `accepted`, `declined` or `removed`.
         #[schema(example = "accepted")]
         status: String,
+    }
+
+    /// `friend_list`: I asked, answered, blocked, unblocked or unfriended `user_id`, in
+    /// this tab or another, on this device or another.
+    #[derive(Serialize, ToSchema)]
+    pub struct FriendListEventData {
+        user_id: i32,
+        username: String,
+        /// `friends`, `received`, `sent`, `blocked`, or `null`: in none of my lists.
+        #[schema(example = "sent")]
+        list: Option<String>,
     }
 
     /// `group_chat`: a group I am in (or was in) changed.

@@ -46,7 +46,15 @@ async fn list(
 ) -> AppResult<Json<Page<UserSummary>>> {
     let (limit, cursor) = query.parse()?;
     Ok(Json(
-        friends::list(&state.db, me.user_id, kind, cursor.as_ref(), limit).await?,
+        friends::list(
+            &state.db,
+            &state.friend_lists,
+            me.user_id,
+            kind,
+            cursor.as_ref(),
+            limit,
+        )
+        .await?,
     ))
 }
 
@@ -163,7 +171,7 @@ async fn send_request(
 ) -> AppResult<(StatusCode, Json<CreatedRequest>)> {
     state.limits.check_friend_request(me.user_id).await?;
     let target = existing_user(&state, &q.username).await?;
-    let created = friends::request(&state.db, &me, &target).await?;
+    let created = friends::request(&state.db, &state.friend_lists, &me, &target).await?;
     state.events.wake();
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -182,7 +190,7 @@ async fn answer(
     accept: bool,
 ) -> AppResult<(StatusCode, Json<()>)> {
     let requester = existing_user(&state, requester).await?;
-    friends::answer(&state.db, &me, &requester, accept).await?;
+    friends::answer(&state.db, &state.friend_lists, &me, &requester, accept).await?;
     state.events.wake();
     Ok((StatusCode::CREATED, Json(())))
 }
@@ -256,7 +264,7 @@ async fn block(
     ApiQuery(q): ApiQuery<BlockQuery>,
 ) -> AppResult<(StatusCode, Json<()>)> {
     let target = existing_user(&state, &q.user_to_block_username).await?;
-    friends::block(&state.db, &me, &target).await?;
+    friends::block(&state.db, &state.friend_lists, &me, &target).await?;
     state.events.wake();
     Ok((StatusCode::CREATED, Json(())))
 }
@@ -280,7 +288,7 @@ async fn unblock(
     ApiQuery(q): ApiQuery<UsernameQuery>,
 ) -> AppResult<(StatusCode, Json<()>)> {
     let target = existing_user(&state, &q.username).await?;
-    friends::delete(&state.db, &me, &target, true).await?;
+    friends::delete(&state.db, &state.friend_lists, &me, &target, true).await?;
     Ok((StatusCode::CREATED, Json(())))
 }
 
@@ -310,7 +318,7 @@ async fn delete_friendship(
     ApiQuery(q): ApiQuery<FriendQuery>,
 ) -> AppResult<Json<()>> {
     let other = existing_user(&state, &q.friend_username).await?;
-    friends::delete(&state.db, &me, &other, false).await?;
+    friends::delete(&state.db, &state.friend_lists, &me, &other, false).await?;
     state.events.wake();
     Ok(Json(()))
 }

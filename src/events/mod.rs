@@ -70,8 +70,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    cache::Caches,
     db::Db,
-    history_cache::HistoryCache,
     store::{
         self,
         events::{self as event_store, Audience, GroupDelivery, StoredEvent},
@@ -156,7 +156,7 @@ struct Inner {
     shutdown: CancellationToken,
     presence: presence::Presence,
     /// Told of every event read and of every failed tick, to stay in step.
-    history: HistoryCache,
+    caches: Caches,
     /// Test knob: the tailer skips its ticks while set ([`EventHub::hold_tailer`]).
     held: AtomicBool,
 }
@@ -185,7 +185,7 @@ impl EventHub {
         retention: Retention,
         poll_interval: Duration,
         presence_grace: Duration,
-        history: HistoryCache,
+        caches: Caches,
         shutdown: CancellationToken,
     ) -> Result<Self, sqlx::Error> {
         // Events committed but not yet numbered get positions above this one.
@@ -203,7 +203,7 @@ impl EventHub {
                 next_subscriber: AtomicU64::new(1),
                 wake: Notify::new(),
                 shutdown,
-                history,
+                caches,
                 held: AtomicBool::new(false),
             }),
         };
@@ -460,7 +460,7 @@ impl EventHub {
                 let last = last.position;
                 behind += batch.len() as i64;
                 crate::monitoring::tailer_lag(behind, tick.elapsed());
-                self.inner.history.observe(&batch);
+                self.inner.caches.observe(&batch);
                 if let Err((reached, e)) = self.route(batch).await {
                     tracing::warn!(error = %e, "loading group members failed; retrying");
                     cursor = reached;
@@ -472,12 +472,12 @@ impl EventHub {
                     break;
                 }
             }
-            // The history cache serves only while every event committed is being seen: not
+            // The caches serve only while every event committed is being seen: not
             // while numbering is behind either.
             if failed {
-                self.inner.history.tailer_failed();
+                self.inner.caches.tailer_failed();
             } else if caught_up {
-                self.inner.history.tailer_ok();
+                self.inner.caches.tailer_ok();
             }
         }
     }

@@ -125,9 +125,10 @@ pub async fn delete(db: &Db, user: &User) -> AppResult<()> {
         .bind(me)
         .fetch_all(&mut *tx)
         .await?;
-        // Friends and pending requests either way hear that the friendship is gone.
+        // Everyone whose lists show me hears that the friendship is gone: friends, pending
+        // requests either way, and whoever blocked me (`X`: I am on their blocked list).
         let others: Vec<UserId> = sqlx::query_scalar(
-            "SELECT other_id FROM friend_list WHERE owner_id = ? AND list IN ('F', 'I', 'O')",
+            "SELECT other_id FROM friend_list WHERE owner_id = ? AND list IN ('F', 'I', 'O', 'X')",
         )
         .bind(me)
         .fetch_all(&mut *tx)

@@ -179,7 +179,7 @@ pub async fn unsent(
 /// that was linked or deleted meanwhile fails the whole link.
 pub async fn link(
     db: &Db,
-    history: &crate::history_cache::HistoryCache,
+    history: &crate::cache::history::HistoryCache,
     message: &Message,
     rows: &[AttachmentRow],
 ) -> AppResult<Message> {

@@ -15,6 +15,7 @@ use super::{
     users::{User, UserId, UserSummary},
 };
 use crate::{
+    cache::friend_lists::{FriendListCache, FIRST_ROWS},
     db::Db,
     db_run, db_tx,
     domain::{
@@ -159,7 +160,8 @@ macro_rules! append_status {
 }
 
 /// Rewrites the pair's two `friend_list` rows from the latest status (none after a
-/// delete), inside the transaction that changed it.
+/// delete), inside the transaction that changed it. Evaluates to the `friend_list` event
+/// that tells `$x`, who acted, where `$y` now is in their lists.
 macro_rules! sync_lists {
     ($tx:expr, $x:expr, $y:expr) => {{
         let (x, y): (&User, &User) = ($x, $y);
@@ -170,7 +172,8 @@ macro_rules! sync_lists {
             .bind(x.user_id)
             .execute(&mut *$tx)
             .await?;
-        if let Some(l) = latest_in_tx!($tx, x.user_id, y.user_id) {
+        let latest = latest_in_tx!($tx, x.user_id, y.user_id);
+        if let Some(l) = &latest {
             for (owner, other) in [(x, y), (y, x)] {
                 sqlx::query("INSERT INTO friend_list (owner_id, other_id, other_username, list) VALUES (?, ?, ?, ?)")
                     .bind(owner.user_id)
@@ -181,6 +184,7 @@ macro_rules! sync_lists {
                     .await?;
             }
         }
+        friend_list_event(x, y, latest.as_ref().map_or("", |l| l.list_code_for(x.user_id)))
     }};
 }
 
@@ -330,6 +334,31 @@ pub struct CreatedRequest {
     pub created_date_time: String,
 }
 
+/// Tells `me`, who changed a friendship (their other tabs and devices, and every process's
+/// friend list cache), which of their lists `other` is in now: `friends`, `received`,
+/// `sent`, `blocked`, or none (`null`).
+fn friend_list_event(me: &User, other: &User, code: &str) -> NewEvent {
+    let list = match code {
+        "F" => Some("friends"),
+        "I" => Some("received"),
+        "O" => Some("sent"),
+        "B" => Some("blocked"),
+        _ => None,
+    };
+    NewEvent::new(
+        me.user_id,
+        "friend_list",
+        &json!({ "user_id": other.user_id, "username": other.username, "list": list }),
+    )
+}
+
+/// Forgets both users' cached lists once a change of their friendship is over, whatever
+/// its outcome (one that failed changed nothing, so forgetting costs a read at most).
+fn forget_pair(lists: &FriendListCache, a: UserId, b: UserId) {
+    lists.forget(a);
+    lists.forget(b);
+}
+
 fn friendship_event(to: UserId, from: &User, status: &str) -> NewEvent {
     NewEvent::new(
         to,
@@ -340,14 +369,19 @@ fn friendship_event(to: UserId, from: &User, status: &str) -> NewEvent {
 
 /// `me` asks `target` to be friends.
 #[tracing::instrument(skip_all, fields(me = me.user_id, target = target.user_id))]
-pub async fn request(db: &Db, me: &User, target: &User) -> Result<CreatedRequest, AppError> {
+pub async fn request(
+    db: &Db,
+    lists: &FriendListCache,
+    me: &User,
+    target: &User,
+) -> Result<CreatedRequest, AppError> {
     if me.user_id == target.user_id {
         return Err(AppError::bad_request(
             "cannot send friendship request to yourself",
         ));
     }
     let (a, b) = (me.user_id, target.user_id);
-    db_tx!(db, |tx| {
+    let done = db_tx!(db, |tx| {
         lock_pair!(db, tx, a, b);
         match latest_in_tx!(tx, a, b) {
             Some(l) if l.status == FriendshipStatus::Requested => {
@@ -382,31 +416,39 @@ pub async fn request(db: &Db, me: &User, target: &User) -> Result<CreatedRequest
             a,
             None::<PrimitiveDateTime>
         );
-        sync_lists!(tx, me, target);
+        let mine = sync_lists!(tx, me, target);
         let event = NewEvent::new(
             b,
             "friend_request",
             &json!({ "user_id": a, "username": me.username }),
         );
-        tx.write_events(&[event]).await?;
+        tx.write_events(&[mine, event]).await?;
         Ok(CreatedRequest {
             requester_id: a,
             addressee_id: b,
             created_date_time: format_time(now),
         })
-    })
+    });
+    forget_pair(lists, a, b);
+    done
 }
 
 /// `me` answers `requester`'s pending request with accept or decline.
 #[tracing::instrument(skip_all, fields(me = me.user_id, requester = requester.user_id))]
-pub async fn answer(db: &Db, me: &User, requester: &User, accept: bool) -> Result<(), AppError> {
+pub async fn answer(
+    db: &Db,
+    lists: &FriendListCache,
+    me: &User,
+    requester: &User,
+    accept: bool,
+) -> Result<(), AppError> {
     let (a, b) = (me.user_id, requester.user_id);
     let status = if accept {
         FriendshipStatus::Accepted
     } else {
         FriendshipStatus::Declined
     };
-    db_tx!(db, |tx| {
+    let done = db_tx!(db, |tx| {
         lock_pair!(db, tx, a, b);
         let latest = latest_in_tx!(tx, a, b);
         let Some(l) = latest.filter(|l| l.requester_id == b && l.addressee_id == a) else {
@@ -420,21 +462,29 @@ pub async fn answer(db: &Db, me: &User, requester: &User, accept: bool) -> Resul
             _ => return Err(AppError::bad_request("friend request already addressed")),
         }
         append_status!(tx, b, a, status, a, Some(l.at));
-        sync_lists!(tx, me, requester);
+        let mine = sync_lists!(tx, me, requester);
         let word = if accept { "accepted" } else { "declined" };
-        tx.write_events(&[friendship_event(b, me, word)]).await?;
+        tx.write_events(&[mine, friendship_event(b, me, word)])
+            .await?;
         Ok(())
-    })
+    });
+    forget_pair(lists, a, b);
+    done
 }
 
 /// `me` blocks `target`, with or without an existing friendship.
 #[tracing::instrument(skip_all, fields(me = me.user_id, target = target.user_id))]
-pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
+pub async fn block(
+    db: &Db,
+    lists: &FriendListCache,
+    me: &User,
+    target: &User,
+) -> Result<(), AppError> {
     if me.user_id == target.user_id {
         return Err(AppError::bad_request("you cannot block yourself"));
     }
     let (a, b) = (me.user_id, target.user_id);
-    db_tx!(db, |tx| {
+    let done = db_tx!(db, |tx| {
         lock_pair!(db, tx, a, b);
         let latest = latest_in_tx!(tx, a, b);
         let was_friend_or_pending = matches!(&latest, Some(l) if matches!(l.status, FriendshipStatus::Accepted | FriendshipStatus::Requested));
@@ -473,14 +523,16 @@ pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
                 );
             }
         }
-        sync_lists!(tx, me, target);
+        let mut events = vec![sync_lists!(tx, me, target)];
         // The blocked user is not told of the block; they see a friend or a request vanish.
         if was_friend_or_pending {
-            tx.write_events(&[friendship_event(b, me, "removed")])
-                .await?;
+            events.push(friendship_event(b, me, "removed"));
         }
+        tx.write_events(&events).await?;
         Ok(())
-    })
+    });
+    forget_pair(lists, a, b);
+    done
 }
 
 /// Deletes the friendship and its history: cancels a request, unfriends, or (for the
@@ -490,12 +542,13 @@ pub async fn block(db: &Db, me: &User, target: &User) -> Result<(), AppError> {
 #[tracing::instrument(skip_all, fields(me = me.user_id, other = other.user_id))]
 pub async fn delete(
     db: &Db,
+    lists: &FriendListCache,
     me: &User,
     other: &User,
     only_if_blocked_by_me: bool,
 ) -> Result<(), AppError> {
     let (a, b) = (me.user_id, other.user_id);
-    db_tx!(db, |tx| {
+    let done = db_tx!(db, |tx| {
         lock_pair!(db, tx, a, b);
         let latest = latest_in_tx!(tx, a, b);
         let Some(l) = latest else {
@@ -520,17 +573,20 @@ pub async fn delete(
             .bind(a).bind(b).bind(b).bind(a)
             .execute(&mut *tx)
             .await?;
-        sync_lists!(tx, me, other);
+        let mut events = vec![sync_lists!(tx, me, other)];
+        // Unblocking changes nothing the blocked user could see.
         if relationship != Relationship::BlockedByMe {
-            tx.write_events(&[friendship_event(b, me, "removed")])
-                .await?;
+            events.push(friendship_event(b, me, "removed"));
         }
+        tx.write_events(&events).await?;
         Ok(())
-    })
+    });
+    forget_pair(lists, a, b);
+    done
 }
 
 /// Which list of users a page or API route shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListKind {
     /// Latest status accepted, either direction.
     Friends,
@@ -543,16 +599,47 @@ pub enum ListKind {
 }
 
 /// One page of a list, ordered by username, keyed on it: one index range per page
-/// (`friend_list_page`), as fast with 10,000 friends as with 10.
-#[tracing::instrument(skip(db))]
+/// (`friend_list_page`), as fast with 10,000 friends as with 10. A first page comes from
+/// `cache` when it is sure of it, and fills it when not.
+#[tracing::instrument(skip(db, cache))]
 pub async fn list(
     db: &Db,
+    cache: &FriendListCache,
     me: UserId,
     kind: ListKind,
     cursor: Option<&Cursor>,
     limit: u32,
 ) -> Result<Page<UserSummary>, sqlx::Error> {
     let limit = limit.clamp(1, 100) as usize;
+    let key = |u: &UserSummary| u.username.clone();
+    if cursor.is_some() {
+        let rows = list_rows(db, me, kind, cursor, limit + 1).await?;
+        return Ok(Page::from_rows(rows, limit, cursor, key));
+    }
+    if let Some(rows) = cache.first_page(me, kind, limit) {
+        return Ok(Page::from_rows(rows, limit, None, key));
+    }
+    let rows = match cache.ticket(me, kind) {
+        Some(ticket) => {
+            let mut rows = list_rows(db, me, kind, None, FIRST_ROWS).await?;
+            cache.install(ticket, &rows);
+            rows.truncate(limit + 1);
+            rows
+        }
+        None => list_rows(db, me, kind, None, limit + 1).await?,
+    };
+    Ok(Page::from_rows(rows, limit, None, key))
+}
+
+/// Up to `count` users of a list, in username order from `cursor` (backwards for a
+/// previous page, but returned in order).
+async fn list_rows(
+    db: &Db,
+    me: UserId,
+    kind: ListKind,
+    cursor: Option<&Cursor>,
+    count: usize,
+) -> Result<Vec<UserSummary>, sqlx::Error> {
     let code = match kind {
         ListKind::Friends => "F",
         ListKind::RequestsReceived => "I",
@@ -579,13 +666,13 @@ pub async fn list(
                 q.push(" ORDER BY other_username ASC");
             }
         }
-        q.push(" LIMIT ").push_bind((limit + 1) as i64);
+        q.push(" LIMIT ").push_bind(count as i64);
         q.build_query_as::<UserSummary>().fetch_all(pool).await
     })?;
     if matches!(cursor, Some(Cursor::Prev(_))) {
         rows.reverse();
     }
-    Ok(Page::from_rows(rows, limit, cursor, |u| u.username.clone()))
+    Ok(rows)
 }
 
 /// How many users each list holds (the counts on the friends page): one index range.

@@ -14,6 +14,7 @@ use super::{
     users::{User, UserId, UserSummary},
 };
 use crate::{
+    cache::history::{HistoryCache, Key},
     db::{self, Db, InsertedId},
     db_run, db_tx,
     domain::{
@@ -21,7 +22,6 @@ use crate::{
         GroupName, MessageContent,
     },
     error::{AppError, AppResult},
-    history_cache::{HistoryCache, Key},
 };
 
 pub type MessageId = i32;
@@ -130,7 +130,7 @@ pub async fn by_client_key(db: &Db, sender: UserId, key: &str) -> AppResult<Opti
 
 /// One page of a conversation, newest first. `next___<id>` goes to older messages,
 /// `prev___<id>` back to newer ones. The latest page (no cursor) comes from `cache` when
-/// it is sure of it (`crate::history_cache`); the caller has checked that `me` may read
+/// it is sure of it (`crate::cache::history`); the caller has checked that `me` may read
 /// the conversation, as for the database.
 #[tracing::instrument(skip(db, cache))]
 pub async fn history(

@@ -536,7 +536,7 @@ pub async fn reactions(
 #[tracing::instrument(skip(db, history))]
 pub async fn react(
     db: &Db,
-    history: &crate::history_cache::HistoryCache,
+    history: &crate::cache::history::HistoryCache,
     me: &super::users::UserSummary,
     message_id: MessageId,
     emoji: &ReactionEmoji,

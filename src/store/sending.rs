@@ -55,10 +55,10 @@ use super::{
     users::{UserId, UserSummary},
 };
 use crate::{
+    cache::history::{HistoryCache, Key},
     db::{self, unavailable, Circuit, Db, InsertedId, Retryable},
     domain::MessageContent,
     error::{AppError, AppResult},
-    history_cache::{HistoryCache, Key},
 };
 
 /// The most sends one transaction carries.

@@ -89,7 +89,15 @@ async fn load_section(
     let cursor = after
         .filter(|a| !a.is_empty())
         .map(|a| Cursor::Next(a.to_string()));
-    let page = friend_store::list(&state.db, me, list, cursor.as_ref(), LIST_LIMIT).await?;
+    let page = friend_store::list(
+        &state.db,
+        &state.friend_lists,
+        me,
+        list,
+        cursor.as_ref(),
+        LIST_LIMIT,
+    )
+    .await?;
     let more = page
         .cursor
         .next_page
@@ -329,7 +337,7 @@ async fn send_request(
 ) -> AppResult<Response> {
     state.limits.check_friend_request(ctx.user.user_id).await?;
     let other = input.user(&state).await?;
-    friend_store::request(&state.db, &ctx.user, &other).await?;
+    friend_store::request(&state.db, &state.friend_lists, &ctx.user, &other).await?;
     after_action(&state, ctx, &headers).await
 }
 
@@ -340,7 +348,7 @@ async fn accept(
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
-    friend_store::answer(&state.db, &ctx.user, &other, true).await?;
+    friend_store::answer(&state.db, &state.friend_lists, &ctx.user, &other, true).await?;
     after_action(&state, ctx, &headers).await
 }
 
@@ -351,7 +359,7 @@ async fn decline(
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
-    friend_store::answer(&state.db, &ctx.user, &other, false).await?;
+    friend_store::answer(&state.db, &state.friend_lists, &ctx.user, &other, false).await?;
     after_action(&state, ctx, &headers).await
 }
 
@@ -362,7 +370,7 @@ async fn block(
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
-    friend_store::block(&state.db, &ctx.user, &other).await?;
+    friend_store::block(&state.db, &state.friend_lists, &ctx.user, &other).await?;
     after_action(&state, ctx, &headers).await
 }
 
@@ -373,7 +381,7 @@ async fn unblock(
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
-    friend_store::delete(&state.db, &ctx.user, &other, true).await?;
+    friend_store::delete(&state.db, &state.friend_lists, &ctx.user, &other, true).await?;
     after_action(&state, ctx, &headers).await
 }
 
@@ -385,6 +393,6 @@ async fn remove(
     Form(input): Form<UsernameInput>,
 ) -> AppResult<Response> {
     let other = input.user(&state).await?;
-    friend_store::delete(&state.db, &ctx.user, &other, false).await?;
+    friend_store::delete(&state.db, &state.friend_lists, &ctx.user, &other, false).await?;
     after_action(&state, ctx, &headers).await
 }

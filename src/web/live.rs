@@ -202,7 +202,7 @@ fn parts(event: &StoredEvent, viewer: i32) -> Vec<Part> {
             .map(Part::Oob)
             .into_iter()
             .collect(),
-        "friend_request" | "friendship" => vec![Part::trigger("friends")],
+        "friend_request" | "friendship" | "friend_list" => vec![Part::trigger("friends")],
         "group_chat" => {
             let mut events = vec![Part::trigger("conversations")];
             if let Some(g) = int("group_chat_id") {

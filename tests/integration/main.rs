@@ -15,6 +15,7 @@ mod deployment;
 mod display_names;
 mod faults;
 mod foundation;
+mod friend_list_cache;
 mod friends;
 mod group_events;
 mod history_cache;

@@ -186,8 +186,15 @@ pub(in crate::web) struct StartPane {
 
 impl StartPane {
     async fn load(state: &AppState, me: i32) -> AppResult<Self> {
-        let page =
-            friend_store::list(&state.db, me, ListKind::Friends, None, START_FRIENDS).await?;
+        let page = friend_store::list(
+            &state.db,
+            &state.friend_lists,
+            me,
+            ListKind::Friends,
+            None,
+            START_FRIENDS,
+        )
+        .await?;
         let ids: Vec<i32> = page.results.iter().map(|f| f.user_id).collect();
         let online = event_store::online_among(&state.db, &ids).await?;
         let names = display_names(state, ids.iter().copied()).await?;

@@ -18,37 +18,16 @@
 //!
 //! # How it stays in step with the database
 //!
-//! Entries are never updated in place; anything that may change a conversation's rows
-//! *invalidates* it, and the next read goes to the database and fills it again.
-//! - Writes made through this process (sends, edits, deletes, reactions, attachments
-//!   linked, messages marked seen, an account deleted) invalidate their conversation
-//!   right after they commit, before they answer: a reader on this process sees its own
-//!   writes at once.
-//! - Writes made by any process reach every process's event tailer
-//!   ([`EventHub`](crate::events::EventHub)), which reads every user's events from the
-//!   outbox table and hands each batch to [`HistoryCache::observe`]: `message`,
-//!   `message_edited`, `message_deleted`, `reaction`, a direct chat's `seen`,
-//!   `group_chat` (membership, renames, a member's account deleted) and `friendship`
-//!   invalidate the conversation they name. Kinds that change no message (typing,
-//!   presence, friend requests) are ignored; a kind this module does not know, or one
-//!   whose payload it cannot read, empties the whole cache.
-//!
-//! Invalidation bumps a *generation* counter of the conversation (in a fixed table of
-//! counters, conversations hashed onto them: a collision only costs a needless miss),
-//! and emptying the cache bumps a global *epoch*. A database read notes both before it
-//! starts ([`Ticket`]) and installs its rows tagged with them; an entry is served only
-//! while both are unchanged. So a read that began before an invalidation can never make
-//! its older rows current, whichever finishes first, and no lock is shared between
-//! readers and writers.
-//!
-//! # When it falls back to the database
-//!
-//! A cold or evicted entry; one invalidated since it was read; a limit larger than the
-//! entry holds; an entry older than [`MAX_AGE`] (a bound on staleness should an event
-//! ever be missed); and whenever the tailer is not known to be current: before its first
-//! tick, after a tick that failed (which also empties the cache), or when no tick has
-//! completed for [`HistoryCache::new`]'s `stale_after`. Other processes' writes are
-//! therefore seen within one tailer tick, as live events are.
+//! As every cache here does (see [`crate::cache`]): writes made through this process
+//! (sends, edits, deletes, reactions, attachments linked, messages marked seen, an
+//! account deleted) invalidate their conversation right after they commit; the tailer's
+//! events invalidate what other processes changed: `message`, `message_edited`,
+//! `message_deleted`, `reaction`, a direct chat's `seen`, `group_chat` (membership,
+//! renames, a member's account deleted) and `friendship` invalidate the conversation they
+//! name. Kinds that change no message (typing, presence, friend requests, friend lists)
+//! are ignored; a kind this module does not know, or one whose payload it cannot read,
+//! empties the whole cache. Beyond that, an entry is served only when it holds at least
+//! the page asked for.
 //!
 //! # The one known gap
 //!
@@ -56,32 +35,19 @@
 //! of it: its direct chats with people who were no longer its friends (deleted), and
 //! its reactions and mentions in groups it had already left (deleted with the account by
 //! the foreign keys). The process that deletes it empties its own cache; the others
-//! serve such an entry until it ages out ([`MAX_AGE`]), and only to people who could
+//! serve such an entry until it ages out ([`MAX_AGE`](super::MAX_AGE)), and only to people who could
 //! already read it.
 
-use std::{
-    hash::{BuildHasher, Hash},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{Fresh, Ticket as FreshTicket};
 use crate::store::{
     events::{Audience, StoredEvent},
     messages::{Conversation, GroupId, Message},
     users::UserId,
 };
-
-/// Generation counters; conversations share them by hash.
-const GENERATIONS: usize = 4096;
-/// An entry is read again from the database at least this often.
-pub const MAX_AGE: Duration = Duration::from_secs(60);
-/// What an entry costs beyond its messages (key, counters, the cache's own slot).
-const ENTRY_OVERHEAD: u64 = 128;
 
 /// Which conversation an entry holds: a direct chat by its two users (lower id first,
 /// so both sides share it), or a group.
@@ -122,114 +88,57 @@ impl Key {
     }
 }
 
-/// The latest rows of one conversation, newest first, as read at `generation`/`epoch`.
-struct Entry {
+/// The latest rows of one conversation, newest first.
+struct Latest {
     rows: Vec<Message>,
     /// The read asked for more rows than it got: there is nothing older.
     exhausted: bool,
-    generation: u64,
-    epoch: u64,
-    read_at: Instant,
-    weight: u64,
 }
 
-#[derive(Clone)]
-struct ByBytes;
+/// A database read's claim to fill a conversation's entry.
+pub type Ticket = FreshTicket<Key>;
 
-impl quick_cache::Weighter<Key, Arc<Entry>> for ByBytes {
-    fn weight(&self, _key: &Key, entry: &Arc<Entry>) -> u64 {
-        entry.weight
-    }
-}
-
-/// A database read's claim to fill an entry: the counters as they were before it began.
-#[derive(Debug, Clone, Copy)]
-pub struct Ticket {
-    key: Key,
-    generation: u64,
-    epoch: u64,
-}
-
-/// The cache of one process; cheap to clone. [`HistoryCache::disabled`] caches nothing.
+/// The history cache of one process; cheap to clone. [`HistoryCache::disabled`] caches
+/// nothing.
 #[derive(Clone)]
 pub struct HistoryCache {
-    inner: Option<Arc<Inner>>,
-}
-
-struct Inner {
-    entries: quick_cache::sync::Cache<Key, Arc<Entry>, ByBytes>,
-    generations: Box<[AtomicU64]>,
-    hasher: std::hash::RandomState,
-    epoch: AtomicU64,
-    /// When the tailer last completed a tick without error (ms since `started`; 0: never).
-    tailer_ok_ms: AtomicU64,
-    started: Instant,
-    stale_after: Duration,
+    fresh: Fresh<Key, Latest>,
 }
 
 impl HistoryCache {
     /// A cache of at most `budget_mb` MB (10^6 bytes) of messages; 0 disables it.
     /// Entries are served only while the tailer completed a tick within `stale_after`.
     pub fn new(budget_mb: u64, stale_after: Duration) -> Self {
-        if budget_mb == 0 {
-            return Self::disabled();
-        }
-        let bytes = budget_mb.saturating_mul(1_000_000);
         // About 20 KB for a conversation's page of 50 short messages.
-        let estimated_items = (bytes / 20_000).clamp(16, 1 << 20) as usize;
         Self {
-            inner: Some(Arc::new(Inner {
-                entries: quick_cache::sync::Cache::with_weighter(estimated_items, bytes, ByBytes),
-                generations: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
-                hasher: std::hash::RandomState::new(),
-                epoch: AtomicU64::new(0),
-                tailer_ok_ms: AtomicU64::new(0),
-                started: Instant::now(),
-                stale_after,
-            })),
+            fresh: Fresh::new("history", budget_mb, 20_000, stale_after),
         }
     }
 
     pub fn disabled() -> Self {
-        Self { inner: None }
+        Self {
+            fresh: Fresh::disabled(),
+        }
     }
 
     /// The newest `limit + 1` rows (fewer when the conversation has fewer), newest first,
     /// when the cache is sure of them; `None` sends the caller to the database.
     pub fn latest(&self, key: Key, limit: usize) -> Option<Vec<Message>> {
-        let inner = self.inner.as_ref()?;
-        if !inner.tailer_is_current() {
-            crate::monitoring::history_cache(false);
-            return None;
-        }
-        let hit = inner.entries.get(&key).filter(|entry| {
-            entry.epoch == inner.epoch.load(Ordering::SeqCst)
-                && entry.generation == inner.generation(key).load(Ordering::SeqCst)
-                && entry.read_at.elapsed() < MAX_AGE
-                && (entry.exhausted || entry.rows.len() > limit)
-        });
-        crate::monitoring::history_cache(hit.is_some());
-        hit.map(|entry| entry.rows.iter().take(limit + 1).cloned().collect())
+        self.fresh.get(&key, |entry| {
+            (entry.exhausted || entry.rows.len() > limit)
+                .then(|| entry.rows.iter().take(limit + 1).cloned().collect())
+        })
     }
 
     /// Taken before reading the latest page from the database; `None` when disabled.
     pub fn ticket(&self, key: Key) -> Option<Ticket> {
-        let inner = self.inner.as_ref()?;
-        Some(Ticket {
-            key,
-            // The epoch first: emptying bumps it before anything else could be read.
-            epoch: inner.epoch.load(Ordering::SeqCst),
-            generation: inner.generation(key).load(Ordering::SeqCst),
-        })
+        self.fresh.ticket(key)
     }
 
     /// Keeps what a read made under `ticket` found: `rows` newest first, from asking for
     /// `asked` rows. Rows read before an invalidation are dropped here or never served.
     pub fn install(&self, ticket: Ticket, rows: &[Message], asked: usize) {
-        let Some(inner) = &self.inner else { return };
-        if ticket.epoch != inner.epoch.load(Ordering::SeqCst)
-            || ticket.generation != inner.generation(ticket.key).load(Ordering::SeqCst)
-        {
+        if !self.fresh.is_enabled() {
             return;
         }
         let rows: Vec<Message> = rows
@@ -242,26 +151,17 @@ impl HistoryCache {
                 m
             })
             .collect();
-        let weight = ENTRY_OVERHEAD + rows.iter().map(approximate_size).sum::<u64>();
-        inner.entries.insert(
-            ticket.key,
-            Arc::new(Entry {
-                exhausted: rows.len() < asked,
-                rows,
-                generation: ticket.generation,
-                epoch: ticket.epoch,
-                read_at: Instant::now(),
-                weight,
-            }),
-        );
+        let bytes = rows.iter().map(approximate_size).sum::<u64>();
+        let entry = Latest {
+            exhausted: rows.len() < asked,
+            rows,
+        };
+        self.fresh.install(ticket, entry, bytes);
     }
 
     /// Invalidates one conversation: called after a write to it commits.
     pub fn forget(&self, key: Key) {
-        if let Some(inner) = &self.inner {
-            inner.generation(key).fetch_add(1, Ordering::SeqCst);
-            inner.entries.remove(&key);
-        }
+        self.fresh.forget(&key);
     }
 
     /// Invalidates the conversation of `message`; every conversation if it names none.
@@ -274,16 +174,13 @@ impl HistoryCache {
 
     /// Invalidates everything: entries read before this are never served.
     pub fn forget_all(&self) {
-        if let Some(inner) = &self.inner {
-            inner.epoch.fetch_add(1, Ordering::SeqCst);
-            inner.entries.clear();
-        }
+        self.fresh.forget_all();
     }
 
     /// A batch of events the tailer read (every user's, in position order): invalidates
     /// the conversations they change.
     pub fn observe(&self, events: &[StoredEvent]) {
-        if self.inner.is_none() {
+        if !self.fresh.is_enabled() {
             return;
         }
         for event in events {
@@ -300,35 +197,12 @@ impl HistoryCache {
 
     /// The tailer completed a tick: everything committed before it began has been observed.
     pub fn tailer_ok(&self) {
-        if let Some(inner) = &self.inner {
-            let ms = inner.started.elapsed().as_millis() as u64;
-            inner.tailer_ok_ms.store(ms.max(1), Ordering::SeqCst);
-        }
+        self.fresh.tailer_ok();
     }
 
     /// The tailer failed a query: events may have been missed or delayed.
     pub fn tailer_failed(&self) {
-        if let Some(inner) = &self.inner {
-            inner.tailer_ok_ms.store(0, Ordering::SeqCst);
-        }
-        self.forget_all();
-    }
-}
-
-impl Inner {
-    fn generation(&self, key: Key) -> &AtomicU64 {
-        let slot = self.hasher.hash_one(key) as usize % GENERATIONS;
-        &self.generations[slot]
-    }
-
-    fn tailer_is_current(&self) -> bool {
-        let ok = self.tailer_ok_ms.load(Ordering::SeqCst);
-        ok != 0
-            && self
-                .started
-                .elapsed()
-                .saturating_sub(Duration::from_millis(ok))
-                < self.stale_after
+        self.fresh.tailer_failed();
     }
 }
 
@@ -357,9 +231,8 @@ fn affected(event: &StoredEvent) -> Affects {
         Audience::Group { .. } => None,
     };
     match event.kind.as_str() {
-        "typing" | "presence" | "status_ping" | "status_pong" | "friend_request" => {
-            Affects::Nothing
-        }
+        "typing" | "presence" | "status_ping" | "status_pong" | "friend_request"
+        | "friend_list" => Affects::Nothing,
         "message" | "message_edited" | "message_deleted" | "reaction" => fields()
             .and_then(|f| Key::of_fields(f.group_chat_id, f.sender_id, f.reciever_id))
             .map_or(Affects::Unknown, Affects::One),
