@@ -198,8 +198,20 @@ pub async fn fill(b: &Client, css: &str, value: &str) {
     el.send_keys(value).await.unwrap();
 }
 
+/// Clicks the element `css` finds. A live update may replace it between finding and
+/// clicking (a stale element): it is found again, as a user would click the new one.
 pub async fn click(b: &Client, css: &str) {
-    wait_for(b, css).await.click().await.unwrap();
+    for _ in 0..10 {
+        match wait_for(b, css).await.click().await {
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{css} kept being replaced before it could be clicked");
 }
 
 async fn sign_up(b: &Client, app: &TestApp, name: &str) {
