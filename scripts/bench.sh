@@ -9,9 +9,12 @@ cd "$(dirname "$0")/.."
 only="${1:-all}"
 # Two builds: one command for both would unify their dependencies' features (the load
 # tool's HTTP client into hyper), and the server measured would not be the image's.
-cargo build --release --locked -p messenger >&2
+# BENCH_SERVER_BIN runs another build of the server instead (an A/B against an older
+# commit, built in a worktree of its own), with this checkout's scenarios.
+[ -n "${BENCH_SERVER_BIN:-}" ] || cargo build --release --locked -p messenger >&2
 cargo build --release --locked -p loadtest >&2
 bin="${CARGO_TARGET_DIR:-target}/release"
+server="${BENCH_SERVER_BIN:-$bin/messenger}"
 eval "$(scripts/start_test_db.sh)"
 db="bench_$(date +%s)"
 mariadb --protocol=tcp -h127.0.0.1 -P3307 -umessenger -pmessenger -e "CREATE DATABASE $db"
@@ -30,7 +33,7 @@ serve() { # port, extra env...
   env DATABASE_URL="$url" BIND_ADDR="127.0.0.1:$port" JWT_SECRET=bench-secret-0123456789 \
     SIGNUPS_PER_HOUR=1000000 LOGIN_ATTEMPTS_PER_MINUTE=1000000 SENDS_PER_MINUTE=1000000 MAX_STREAMS_PER_USER=1000 MAX_CONNECTIONS=20000 RUST_LOG=warn RDS_POOL_SIZE=32 \
     UPLOAD_DIR="$uploads/store" "$@" \
-    "$bin/messenger" >"/tmp/bench-$port.log" 2>&1 &
+    "$server" >"/tmp/bench-$port.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "server on $port did not start" >&2; exit 1
@@ -102,6 +105,12 @@ if want reads; then
   # Sends last (they add to the history the reads above measured): the same 64 connections.
   echo; echo "### sends: POST /api/messages/ (15 s)"
   WRK_REQUESTS="$uploads/reads/sends.txt" wrk -t2 -c64 -d15s --latency \
+    -s scripts/wrk/requests.lua http://127.0.0.1:8101 | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
+  # The same, all from one sender to one friend (one user's requests, as a single-token wrk
+  # script would measure): each batch then checks one pair's friendship.
+  echo; echo "### sends: POST /api/messages/, one sender to one friend (15 s)"
+  head -n 1 "$uploads/reads/sends.txt" >"$uploads/reads/one-pair.txt"
+  WRK_REQUESTS="$uploads/reads/one-pair.txt" wrk -t2 -c64 -d15s --latency \
     -s scripts/wrk/requests.lua http://127.0.0.1:8101 | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
   echo; echo "### reads: /health"
   wrk -t2 -c64 -d15s --latency http://127.0.0.1:8101/health | grep -E 'Requests/sec|Non-2xx|Latency|  (50|90|99)%'
