@@ -51,6 +51,7 @@ struct StreamQuery {
 /// | `friendship` | `FriendshipEventData` | a request of mine was answered, or a friendship ended |
 /// | `friend_list` | `FriendListEventData` | I changed a friendship (here or elsewhere): which of my lists the other user is in now |
 /// | `group_chat` | `GroupChatEventData` | I was added to or removed from a group, or it changed |
+/// | `account_deleted` | `{"user_id": …}` | my account was deleted (here or elsewhere): the stream ends after it |
 /// | `reset` | `{}` | the missed events cannot be replayed (too old, or too many): fetch state again; resume from this id |
 ///
 /// A stream that ends with a `retry:` line should be reopened after that many

@@ -29,14 +29,14 @@
 //! empties the whole cache. Beyond that, an entry is served only when it holds at least
 //! the page asked for.
 //!
-//! # The one known gap
+//! # An account deleted
 //!
-//! An account deleted through another process changes conversations that hear no event
-//! of it: its direct chats with people who were no longer its friends (deleted), and
-//! its reactions and mentions in groups it had already left (deleted with the account by
-//! the foreign keys). The process that deletes it empties its own cache; the others
-//! serve such an entry until it ages out ([`MAX_AGE`](super::MAX_AGE)), and only to people who could
-//! already read it.
+//! An account deleted changes conversations that hear no event of their own: its direct
+//! chats with people who were no longer its friends (deleted), and its reactions and
+//! mentions in groups it had already left (deleted with the account by the foreign keys).
+//! So its deletion writes `account_deleted`, and every process empties its cache when its
+//! tailer reads it (the one that deleted it, at once). Deletions are rare; a full refill
+//! costs a database read per open conversation.
 
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ use serde::Deserialize;
 
 use super::{Fresh, Ticket as FreshTicket};
 use crate::store::{
+    account_data::ACCOUNT_DELETED,
     events::{Audience, StoredEvent},
     messages::{Conversation, GroupId, Message},
     users::UserId,
@@ -187,6 +188,7 @@ impl HistoryCache {
             match affected(event) {
                 Affects::Nothing => {}
                 Affects::One(key) => self.forget(key),
+                Affects::Everything => self.forget_all(),
                 Affects::Unknown => {
                     tracing::debug!(kind = %event.kind, "an event the history cache cannot place; emptying it");
                     self.forget_all();
@@ -209,6 +211,7 @@ impl HistoryCache {
 enum Affects {
     Nothing,
     One(Key),
+    Everything,
     Unknown,
 }
 
@@ -233,6 +236,8 @@ fn affected(event: &StoredEvent) -> Affects {
     match event.kind.as_str() {
         "typing" | "presence" | "status_ping" | "status_pong" | "friend_request"
         | "friend_list" => Affects::Nothing,
+        // Its reactions and mentions went with it, in groups no other event names.
+        ACCOUNT_DELETED => Affects::Everything,
         "message" | "message_edited" | "message_deleted" | "reaction" => fields()
             .and_then(|f| Key::of_fields(f.group_chat_id, f.sender_id, f.reciever_id))
             .map_or(Affects::Unknown, Affects::One),
@@ -422,6 +427,11 @@ mod tests {
         );
         check(
             event(5, "something_new", serde_json::json!({})),
+            Key::Group(4),
+            true,
+        );
+        check(
+            event(8, ACCOUNT_DELETED, serde_json::json!({"user_id": 8})),
             Key::Group(4),
             true,
         );

@@ -74,6 +74,7 @@ use crate::{
     db::Db,
     store::{
         self,
+        account_data::ACCOUNT_DELETED,
         events::{self as event_store, Audience, GroupDelivery, StoredEvent},
     },
 };
@@ -316,8 +317,13 @@ impl EventHub {
             let position = event.position;
             match event.audience {
                 Audience::User(user_id) => {
+                    let deleted = event.kind == ACCOUNT_DELETED;
                     if let Some(list) = streams.get_mut(&user_id) {
                         deliver(user_id, list, Arc::new(event));
+                    }
+                    // The account is gone: its streams end here, after this last event.
+                    if deleted {
+                        streams.remove(&user_id);
                     }
                 }
                 Audience::Group { group_chat_id, .. } => {

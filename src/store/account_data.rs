@@ -113,6 +113,9 @@ pub async fn export(db: &Db, user: &User) -> AppResult<AccountExport> {
     })
 }
 
+/// The event an account deleted writes to itself.
+pub const ACCOUNT_DELETED: &str = "account_deleted";
+
 /// Deletes the account as the module's notes say, in one transaction, and tells the
 /// people it leaves (friends, requesters, group members) through live events.
 #[tracing::instrument(skip_all, fields(user_id = user.user_id))]
@@ -190,6 +193,14 @@ pub async fn delete(db: &Db, user: &User) -> AppResult<()> {
         }
         let removed = json!({ "user_id": me, "username": user.username, "status": "removed" });
         events.extend(NewEvent::to_each("friendship", &others, &removed));
+        // To the account itself: every process ends its open streams, and empties its
+        // history cache (messages changed that no other event names: reactions and
+        // mentions in groups it had left).
+        events.push(NewEvent::new(
+            me,
+            ACCOUNT_DELETED,
+            &json!({ "user_id": me }),
+        ));
         for sql in [
             "DELETE FROM friendship WHERE requester_id = ? OR addressee_id = ?",
             "DELETE FROM friend_list WHERE owner_id = ? OR other_id = ?",

@@ -189,4 +189,27 @@ both_backends! {
         assert_eq!(app.count("message").await, 0);
         assert_eq!(app.count("user").await, 0);
     }
+
+    /// A deleted account's open streams end on every process, after an `account_deleted`
+    /// event: a tab left open elsewhere stops hearing anything. Others' streams go on.
+    async fn deleting_an_account_ends_its_streams_everywhere(app) {
+        let other = spawn_app_on(app.database.clone(), &[]).await;
+        let alice = app.user("alice").await;
+        let bob = app.user("bob").await;
+        app.befriend(&alice, &bob).await;
+        let mut alices = other.events(&alice, None).await;
+        let mut bobs = other.events(&bob, None).await;
+        other.wait_for_streams(2).await;
+        let r = app
+            .call(reqwest::Method::DELETE, &alice.token, "/api/account", Some(&json!({ "password": PASSWORD })))
+            .await;
+        assert!(r.status().is_success(), "{}", r.status());
+        let wait = std::time::Duration::from_secs(10);
+        let last = alices.next_of(&["account_deleted"], wait).await.expect("account_deleted");
+        assert_eq!(last.json()["user_id"], json!(alice.id));
+        assert!(alices.next(wait).await.is_none(), "the stream ended");
+        other.wait_for_streams(1).await;
+        let e = bobs.next_of(&["friendship"], wait).await.expect("bob hears the friendship end");
+        assert_eq!(e.json()["status"], "removed");
+    }
 }

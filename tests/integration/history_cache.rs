@@ -245,6 +245,35 @@ both_backends! {
             panic!("history cache diverged (HISTORY_CACHE_SEED={seed}): {e}");
         }
     }
+
+    /// An account deleted through another process takes its reactions off a group it had
+    /// already left (no group event names that): the page cached here follows within a
+    /// tick, as the database does.
+    async fn an_account_deleted_elsewhere_leaves_no_trace_in_cached_pages(a) {
+        let b = spawn_app_on(a.database.clone(), &[]).await;
+        let reference = spawn_app_on(a.database.clone(), NO_CACHE).await;
+        let alice = a.user("alice").await;
+        let bob = a.user("bob").await;
+        let carol = a.user("carol").await;
+        a.befriend(&alice, &bob).await;
+        a.befriend(&alice, &carol).await;
+        let g = create_group(&a, &alice, &[&bob, &carol]).await;
+        let m = send(&a, &alice, &g.to_string(), "react to me").await["message_id"].as_i64().unwrap();
+        let r = a.post_json(&bob.token, &format!("/api/messages/{m}/reactions"), &json!({ "emoji": "👍" })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let r = a.post(&bob.token, &format!("/api/group_chats/{g}/leave")).await;
+        assert!(r.status().is_success(), "{}", r.status());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, page) = read(&a, &carol, &group(g, 50)).await;
+        assert_eq!(page["results"][0]["reactions"][0]["emoji"], "👍", "{page}");
+        let r = b
+            .call(reqwest::Method::DELETE, &bob.token, "/api/account", Some(&json!({ "password": PASSWORD })))
+            .await;
+        assert!(r.status().is_success(), "{}", r.status());
+        converges(&a, &reference, &carol, &group(g, 50)).await.unwrap();
+        let (_, page) = read(&a, &carol, &group(g, 50)).await;
+        assert_eq!(page["results"][0]["reactions"], json!([]), "{page}");
+    }
 }
 
 /// xorshift64*: enough randomness for choosing steps, and replayable from its seed.
