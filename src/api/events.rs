@@ -51,7 +51,7 @@ struct StreamQuery {
 /// | `friendship` | `FriendshipEventData` | a request of mine was answered, or a friendship ended |
 /// | `friend_list` | `FriendListEventData` | I changed a friendship (here or elsewhere): which of my lists the other user is in now |
 /// | `group_chat` | `GroupChatEventData` | I was added to or removed from a group, or it changed |
-/// | `account_deleted` | `{"user_id": …}` | my account was deleted (here or elsewhere): the stream ends after it |
+/// | `account_deleted` | `AccountDeletedEventData` | my account was deleted (here or elsewhere): the stream ends after it |
 /// | `reset` | `{}` | the missed events cannot be replayed (too old, or too many): fetch state again; resume from this id |
 ///
 /// A stream that ends with a `retry:` line should be reopened after that many
@@ -114,6 +114,7 @@ mod payloads {
         FriendRequest(FriendRequestEventData),
         Friendship(FriendshipEventData),
         FriendList(FriendListEventData),
+        AccountDeleted(AccountDeletedEventData),
         GroupChat(GroupChatEventData),
         Reaction(ReactionEventData),
     }
@@ -210,6 +211,12 @@ mod payloads {
         /// `friends`, `received`, `sent`, `blocked`, or `null`: in none of my lists.
         #[schema(example = "sent")]
         list: Option<String>,
+    }
+
+    /// `account_deleted`: mine; the last event of every stream I had open.
+    #[derive(Serialize, ToSchema)]
+    pub struct AccountDeletedEventData {
+        user_id: i32,
     }
 
     /// `group_chat`: a group I am in (or was in) changed.
