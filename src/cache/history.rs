@@ -228,10 +228,11 @@ struct Fields {
 /// Which conversation an event's change touches.
 fn affected(event: &StoredEvent) -> Affects {
     let fields = || serde_json::from_str::<Fields>(&event.payload).ok();
-    // A direct chat's events go to a user each: the recipient is one of its two sides.
+    // A direct chat's events name both sides (or, written before that, one row per side:
+    // the recipient is one of the two).
     let recipient = match event.audience {
         Audience::User(id) => Some(id),
-        Audience::Group { .. } => None,
+        Audience::Pair(..) | Audience::Group { .. } => None,
     };
     match event.kind.as_str() {
         "typing" | "presence" | "status_ping" | "status_pong" | "friend_request"
@@ -243,15 +244,22 @@ fn affected(event: &StoredEvent) -> Affects {
             .map_or(Affects::Unknown, Affects::One),
         // A group's read marker is the member's, not the messages'; a direct chat's
         // `seen` flags are on its messages (the reader is `user_id`, the other side hears).
-        "seen" => match fields() {
-            Some(Fields {
-                group_chat_id: Some(_),
-                ..
-            }) => Affects::Nothing,
-            Some(Fields {
-                user_id: Some(reader),
-                ..
-            }) => recipient.map_or(Affects::Unknown, |to| Affects::One(Key::direct(reader, to))),
+        "seen" => match (fields(), event.audience) {
+            (
+                Some(Fields {
+                    group_chat_id: Some(_),
+                    ..
+                }),
+                _,
+            ) => Affects::Nothing,
+            (_, Audience::Pair(a, b)) => Affects::One(Key::direct(a, b)),
+            (
+                Some(Fields {
+                    user_id: Some(reader),
+                    ..
+                }),
+                _,
+            ) => recipient.map_or(Affects::Unknown, |to| Affects::One(Key::direct(reader, to))),
             _ => Affects::Unknown,
         },
         // Membership and renames change no message, but a member's account deleted

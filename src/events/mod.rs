@@ -316,6 +316,14 @@ impl EventHub {
         for event in batch {
             let position = event.position;
             match event.audience {
+                Audience::Pair(a, b) => {
+                    let event = Arc::new(event);
+                    for user_id in [a, b] {
+                        if let Some(list) = streams.get_mut(&user_id) {
+                            deliver(user_id, list, event.clone());
+                        }
+                    }
+                }
                 Audience::User(user_id) => {
                     let deleted = event.kind == ACCOUNT_DELETED;
                     if let Some(list) = streams.get_mut(&user_id) {
@@ -381,7 +389,7 @@ impl EventHub {
             .iter()
             .filter_map(|e| match e.audience {
                 Audience::Group { group_chat_id, .. } => Some(group_chat_id),
-                Audience::User(_) => None,
+                Audience::User(_) | Audience::Pair(..) => None,
             })
             .collect();
         speaking.sort_unstable();

@@ -202,13 +202,14 @@ pub async fn delete(db: &Db, user: &User) -> AppResult<()> {
             &json!({ "user_id": me }),
         ));
         for sql in [
+            // Their rows, and their direct chats' (whose messages went above).
+            "DELETE FROM event WHERE user_id = ? OR also_user_id = ?",
             "DELETE FROM friendship WHERE requester_id = ? OR addressee_id = ?",
             "DELETE FROM friend_list WHERE owner_id = ? OR other_id = ?",
         ] {
             sqlx::query(sql).bind(me).bind(me).execute(&mut *tx).await?;
         }
         for sql in [
-            "DELETE FROM event WHERE user_id = ?",
             "DELETE FROM presence WHERE user_id = ?",
             "DELETE FROM browser_session WHERE user_id = ?",
             "DELETE FROM api_token WHERE user_id = ?",

@@ -1,5 +1,5 @@
-//! The outbox: one `event` row per recipient, or one for a whole group
-//! ([`Audience`]), written in the same transaction as the change it reports, and read back by every process's tailer and by resuming streams.
+//! The outbox: one `event` row per recipient, one for both sides of a direct chat, or one
+//! for a whole group ([`Audience`]), written in the same transaction as the change it reports, and read back by every process's tailer and by resuming streams.
 //!
 //! Rows are read by their stream *position* (see [`crate::events`]): on SQLite that is
 //! `event_id` itself, on MySQL the `seq` the tailers give rows once they are committed
@@ -13,8 +13,11 @@ use crate::{db::Db, db_run};
 /// Who hears an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
-    /// One user (a row per recipient: direct chats, friendships, presence).
+    /// One user (a row per recipient: friendships, presence, typing).
     User(i32),
+    /// Both sides of a direct chat (messages, edits, deletes, reactions, read markers):
+    /// one row, its `user_id` the first and `also_user_id` the second.
+    Pair(i32, i32),
     /// Every member of a group at the time the event is delivered, but `except` (the
     /// member typing): one row for the whole group, routed to members' streams by each
     /// process (fan-out on read, [`crate::events`]).
@@ -32,17 +35,20 @@ impl Audience {
     pub fn includes_member(&self, user_id: i32) -> bool {
         match *self {
             Audience::User(id) => id == user_id,
+            Audience::Pair(a, b) => a == user_id || b == user_id,
             Audience::Group { except, .. } => except != Some(user_id),
         }
     }
 
-    fn columns(&self) -> (i32, Option<i32>, Option<i32>) {
+    /// The row's `user_id`, `group_chat_id`, `except_user_id` and `also_user_id`.
+    fn columns(&self) -> (i32, Option<i32>, Option<i32>, Option<i32>) {
         match *self {
-            Audience::User(id) => (id, None, None),
+            Audience::User(id) => (id, None, None, None),
+            Audience::Pair(a, b) => (a, None, None, Some(b)),
             Audience::Group {
                 group_chat_id,
                 except,
-            } => (GROUP_ROW_USER, Some(group_chat_id), except),
+            } => (GROUP_ROW_USER, Some(group_chat_id), except, None),
         }
     }
 }
@@ -65,18 +71,20 @@ struct EventRow {
     user_id: i32,
     group_chat_id: Option<i32>,
     except_user_id: Option<i32>,
+    also_user_id: Option<i32>,
     kind: String,
     payload: String,
 }
 
 impl From<EventRow> for StoredEvent {
     fn from(row: EventRow) -> Self {
-        let audience = match row.group_chat_id {
-            Some(group_chat_id) => Audience::Group {
+        let audience = match (row.group_chat_id, row.also_user_id) {
+            (Some(group_chat_id), _) => Audience::Group {
                 group_chat_id,
                 except: row.except_user_id,
             },
-            None => Audience::User(row.user_id),
+            (None, Some(other)) => Audience::Pair(row.user_id, other),
+            (None, None) => Audience::User(row.user_id),
         };
         StoredEvent {
             position: row.position,
@@ -90,7 +98,7 @@ impl From<EventRow> for StoredEvent {
 /// The columns an [`EventRow`] reads, the position named as in `db`'s dialect.
 fn row_columns(db: &Db, table: &str) -> String {
     format!(
-        "{table}{p} AS position, {table}user_id, {table}group_chat_id, {table}except_user_id, {table}kind, {table}payload",
+        "{table}{p} AS position, {table}user_id, {table}group_chat_id, {table}except_user_id, {table}also_user_id, {table}kind, {table}payload",
         p = position(db)
     )
 }
@@ -107,6 +115,15 @@ impl NewEvent {
     pub fn new(user_id: i32, kind: &'static str, payload: &impl Serialize) -> Self {
         Self {
             audience: Audience::User(user_id),
+            kind,
+            payload: serde_json::to_string(payload).expect("event payloads serialize"),
+        }
+    }
+
+    /// One event for both sides of a direct chat (one row).
+    pub fn to_pair(a: i32, b: i32, kind: &'static str, payload: &impl Serialize) -> Self {
+        Self {
+            audience: Audience::Pair(a, b),
             kind,
             payload: serde_json::to_string(payload).expect("event payloads serialize"),
         }
@@ -245,13 +262,15 @@ macro_rules! impl_outbox {
                 }
                 let now = crate::db::now();
                 let mut insert = QueryBuilder::new(
-                    "INSERT INTO event (user_id, group_chat_id, except_user_id, kind, payload, created_date_time) ",
+                    "INSERT INTO event (user_id, group_chat_id, except_user_id, also_user_id, kind, payload, created_date_time) ",
                 );
                 insert.push_values(events, |mut row, e| {
-                    let (user_id, group_chat_id, except_user_id) = e.audience.columns();
+                    let (user_id, group_chat_id, except_user_id, also_user_id) =
+                        e.audience.columns();
                     row.push_bind(user_id)
                         .push_bind(group_chat_id)
                         .push_bind(except_user_id)
+                        .push_bind(also_user_id)
                         .push_bind(e.kind)
                         .push_bind(e.payload.as_str())
                         .push_bind(now);
@@ -303,7 +322,8 @@ pub async fn after(db: &Db, after: i64, limit: i64) -> Result<Vec<StoredEvent>, 
 const REPLAYED: &str = "kind NOT IN ('typing', 'status_ping', 'status_pong')";
 
 /// Up to `limit` of one user's replayable events in positions `(after, up_to]`, in order,
-/// for a resuming stream: their own rows (a range of the `(user_id, position)` index) and
+/// for a resuming stream: their own rows (a range of the `(user_id, position)` index), the
+/// direct chats' rows that name them second (a range of `(also_user_id, position)`), and
 /// those of the groups they are a member of now (a range of `(group_chat_id, position)`
 /// per group), each as the user hears it.
 pub async fn for_user_between(
@@ -317,6 +337,9 @@ pub async fn for_user_between(
         "SELECT * FROM (SELECT {own} FROM event \
            WHERE user_id = ? AND {p} > ? AND {p} <= ? AND {REPLAYED} ORDER BY {p} LIMIT ?) own \
          UNION ALL \
+         SELECT * FROM (SELECT {own} FROM event \
+           WHERE also_user_id = ? AND {p} > ? AND {p} <= ? AND {REPLAYED} ORDER BY {p} LIMIT ?) also \
+         UNION ALL \
          SELECT * FROM (SELECT {grouped} FROM group_chat_member gm \
            JOIN event e ON e.group_chat_id = gm.group_chat_id \
            WHERE gm.member_id = ? AND e.{p} > ? AND e.{p} <= ? AND e.{REPLAYED} \
@@ -328,6 +351,10 @@ pub async fn for_user_between(
     );
     let rows = db_run!(db, |pool| {
         sqlx::query_as::<_, EventRow>(&sql)
+            .bind(user_id)
+            .bind(after)
+            .bind(up_to)
+            .bind(limit)
             .bind(user_id)
             .bind(after)
             .bind(up_to)
@@ -359,6 +386,8 @@ pub async fn more_than(
     let sql = format!(
         "SELECT (SELECT COUNT(*) FROM (SELECT 1 AS one FROM event \
                   WHERE user_id = ? AND {p} > ? AND {p} <= ? LIMIT ?) own) \
+              + (SELECT COUNT(*) FROM (SELECT 1 AS one FROM event \
+                  WHERE also_user_id = ? AND {p} > ? AND {p} <= ? LIMIT ?) also) \
               + (SELECT COUNT(*) FROM (SELECT 1 AS one FROM group_chat_member gm \
                   JOIN event e ON e.group_chat_id = gm.group_chat_id \
                   WHERE gm.member_id = ? AND e.{p} > ? AND e.{p} <= ? LIMIT ?) grouped)",
@@ -366,6 +395,10 @@ pub async fn more_than(
     );
     let count: i64 = db_run!(db, |pool| {
         sqlx::query_scalar(&sql)
+            .bind(user_id)
+            .bind(after)
+            .bind(up_to)
+            .bind(cap + 1)
             .bind(user_id)
             .bind(after)
             .bind(up_to)

@@ -290,13 +290,17 @@ pub(crate) fn conversation_events(
 ) -> Vec<NewEvent> {
     match message.group_chat_id {
         Some(group) => vec![NewEvent::to_group(group, kind, payload)],
-        None => {
-            let sides: Vec<UserId> = [message.reciever_id, message.sender_id]
-                .into_iter()
-                .flatten()
-                .collect();
-            NewEvent::to_each(kind, &sides, payload)
-        }
+        None => match (message.reciever_id, message.sender_id) {
+            // One row for both sides.
+            (Some(reciever), Some(sender)) if reciever != sender => {
+                vec![NewEvent::to_pair(reciever, sender, kind, payload)]
+            }
+            // A side whose account was deleted hears nothing.
+            (reciever, sender) => {
+                let sides: Vec<UserId> = reciever.into_iter().chain(sender).collect();
+                NewEvent::to_each(kind, &sides, payload)
+            }
+        },
     }
 }
 
@@ -484,11 +488,12 @@ pub async fn mark_seen(
         };
         if changed {
             let events = match conversation {
-                Conversation::Direct(other) => NewEvent::to_each(
+                Conversation::Direct(other) => vec![NewEvent::to_pair(
+                    other,
+                    me,
                     "seen",
-                    &[other, me],
                     &json!({ "message_id": up_to, "user_id": me }),
-                ),
+                )],
                 Conversation::Group(g) => vec![NewEvent::to_group(
                     g,
                     "seen",

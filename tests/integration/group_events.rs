@@ -1,6 +1,6 @@
 //! Group events fan out on read: one `event` row per group event, routed by every process
 //! to the streams of the group's members as they are when it is delivered, and replayed
-//! to a member who resumes.
+//! to a member who resumes. A direct chat's events are one row for both sides too.
 
 use std::time::Duration;
 
@@ -25,6 +25,56 @@ fn contents(events: &[Sse]) -> Vec<String> {
 }
 
 both_backends! {
+    /// A direct message, a reaction to it and a read marker are one row each for both
+    /// sides: both hear them live, whichever process holds their stream, and both replay
+    /// them on resume, in order; a third user hears none of it.
+    async fn a_direct_chats_events_are_one_row_heard_and_replayed_by_both_sides(a) {
+        let b = spawn_app_on(a.database.clone(), &[]).await;
+        let alice = a.user("alice").await;
+        let bob = a.user("bob").await;
+        let carol = a.user("carol").await;
+        a.befriend(&alice, &bob).await;
+        a.befriend(&alice, &carol).await;
+        let mut alices = a.events(&alice, None).await;
+        let mut bobs = b.events(&bob, None).await;
+        let mut carols = b.events(&carol, None).await;
+        let rows_before = event_rows(&a, "message").await;
+        let r = a.send_dm(&alice, &bob, "one row").await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let sent: Value = r.json().await.unwrap();
+        let id = sent["message_id"].as_i64().unwrap();
+        assert_eq!(event_rows(&a, "message").await, rows_before + 1, "one row for both sides");
+        let r = b.post_json(&bob.token, &format!("/api/messages/{id}/reactions"), &json!({ "emoji": "👍" })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let r = b.post_json(&bob.token, "/api/messages/seen", &json!({ "message_id": id, "friend_username": "alice" })).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let kinds = ["message", "reaction", "seen"];
+        let mut first_ids = Vec::new();
+        for (who, stream) in [("alice", &mut alices), ("bob", &mut bobs)] {
+            let mut heard = Vec::new();
+            for _ in 0..3 {
+                let e = stream.next_of(&kinds, WAIT).await.unwrap_or_else(|| panic!("{who} heard {heard:?} only"));
+                heard.push((e.event.clone(), e.id));
+            }
+            assert_eq!(heard.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), kinds, "{who}");
+            first_ids.push(heard[0].1.unwrap() - 1);
+        }
+        let r = a.send_dm(&alice, &carol, "marker").await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let heard = carols.until(&kinds, |e| message_with(e, "marker")).await;
+        assert!(heard.is_empty(), "carol heard {heard:?}");
+        // Both resume from before the message, on the other process: the same three, in order.
+        for (user, app, last) in [(&alice, &b, first_ids[0]), (&bob, &a, first_ids[1])] {
+            let mut resumed = app.events(user, Some(last)).await;
+            let mut replayed = Vec::new();
+            for _ in 0..3 {
+                let e = resumed.next_of(&kinds, WAIT).await.unwrap_or_else(|| panic!("{} replayed {replayed:?} only", user.username));
+                replayed.push(e.event.clone());
+            }
+            assert_eq!(replayed, kinds, "{}", user.username);
+        }
+    }
+
     /// A message to a group of thirteen is one row, and it reaches every member, whichever
     /// process holds their stream, the one it mentions with `mentioned` set; nobody else.
     async fn a_group_message_is_one_row_heard_by_every_member_on_every_process(a) {

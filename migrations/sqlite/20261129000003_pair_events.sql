@@ -1,0 +1,6 @@
+-- A direct chat's events are one `event` row for both sides instead of one per side: a
+-- message, an edit, a delete, a reaction, a read marker. Such a row has `user_id` one side
+-- and `also_user_id` the other; a resuming stream reads its own rows, the rows that name it
+-- as `also_user_id`, and its groups' (src/store/events.rs).
+ALTER TABLE event ADD COLUMN also_user_id INTEGER;
+CREATE INDEX IF NOT EXISTS event_also ON event (also_user_id, event_id);
