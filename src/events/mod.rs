@@ -46,6 +46,10 @@
 //! read the group's history anyway, or miss one just removed, who no longer may. A
 //! resuming stream reads its own rows and those of the groups it is a member of now.
 //!
+//! A direct chat's events are one row for both sides likewise
+//! ([`store::events::Audience::Pair`]): routed to both users' streams, and replayed to
+//! each from an index of its own.
+//!
 //! # Subscribing without a race
 //!
 //! A stream registers and learns its starting point in one step ([`EventHub::subscribe`]),
