@@ -98,6 +98,25 @@ fn count_in_order(
     (answers, changed)
 }
 
+/// Reads (and, with `$lock`, locks) the rows of `keys` that exist: key → TAT.
+macro_rules! lock_rows {
+    ($conn:expr, $keys:expr, $lock:literal) => {{
+        let mut read =
+            QueryBuilder::new("SELECT limit_key, tat_ms FROM rate_limit WHERE limit_key IN (");
+        let mut list = read.separated(", ");
+        for key in $keys {
+            list.push_bind(*key);
+        }
+        read.push(")");
+        read.push($lock);
+        // Keys are read as bytes: MySQL reports a binary-collated column as BINARY.
+        let rows: Vec<(Vec<u8>, i64)> = read.build_query_as().fetch_all(&mut *$conn).await?;
+        rows.into_iter()
+            .map(|(key, tat)| (String::from_utf8_lossy(&key).into_owned(), tat))
+            .collect::<HashMap<String, i64>>()
+    }};
+}
+
 macro_rules! impl_ledger {
     ($conn:ty, $claim:literal, $lock:literal, $upsert:literal) => {
         impl Ledger for $conn {
@@ -114,30 +133,28 @@ macro_rules! impl_ledger {
                 // Sorted, so that two processes lock the same rows in the same order.
                 distinct.sort_unstable();
                 distinct.dedup();
-                // Every key gets its row first, locked for this transaction: a row that
-                // did not exist could not be locked by the read below, and two processes
-                // would both count from nothing. A TAT of 0 means a full allowance.
-                let mut ensure = QueryBuilder::new("INSERT INTO rate_limit (limit_key, tat_ms) ");
-                ensure.push_values(&distinct, |mut row, key| {
-                    row.push_bind(*key).push_bind(0_i64);
-                });
-                ensure.push($claim);
-                ensure.build().execute(&mut *self).await?;
-                let mut read = QueryBuilder::new(
-                    "SELECT limit_key, tat_ms FROM rate_limit WHERE limit_key IN (",
-                );
-                let mut list = read.separated(", ");
-                for key in &distinct {
-                    list.push_bind(*key);
-                }
-                read.push(")");
-                read.push($lock);
-                // Keys are read as bytes: MySQL reports a binary-collated column as BINARY.
-                let rows: Vec<(Vec<u8>, i64)> = read.build_query_as().fetch_all(&mut *self).await?;
-                let stored: HashMap<String, i64> = rows
-                    .into_iter()
-                    .map(|(key, tat)| (String::from_utf8_lossy(&key).into_owned(), tat))
+                // The keys' rows, locked for this transaction. A key seen before (the
+                // usual case) has its row: one statement.
+                let mut stored = lock_rows!(self, &distinct, $lock);
+                let missing: Vec<&str> = distinct
+                    .iter()
+                    .copied()
+                    .filter(|key| !stored.contains_key(*key))
                     .collect();
+                if !missing.is_empty() {
+                    // A row that did not exist could not be locked by the read: each missing
+                    // key gets its row first (or waits for the one another process is
+                    // inserting), then is read locked, so that two processes never both
+                    // count from nothing. A TAT of 0 means a full allowance.
+                    let mut ensure =
+                        QueryBuilder::new("INSERT INTO rate_limit (limit_key, tat_ms) ");
+                    ensure.push_values(&missing, |mut row, key| {
+                        row.push_bind(*key).push_bind(0_i64);
+                    });
+                    ensure.push($claim);
+                    ensure.build().execute(&mut *self).await?;
+                    stored.extend(lock_rows!(self, &missing, $lock));
+                }
                 let (answers, changed) = count_in_order(keys, &stored, rate, now_ms);
                 if !changed.is_empty() {
                     let mut write =
