@@ -36,13 +36,6 @@ pub const FIRST_ROWS: usize = 101;
 /// The event kinds that tell a user their lists changed.
 const LIST_CHANGES: [&str; 3] = ["friend_request", "friendship", "friend_list"];
 
-const KINDS: [ListKind; 4] = [
-    ListKind::Friends,
-    ListKind::RequestsReceived,
-    ListKind::RequestsSent,
-    ListKind::Blocked,
-];
-
 /// The first rows of one list, in username order.
 struct First {
     rows: Vec<UserSummary>,
@@ -108,7 +101,7 @@ impl FriendListCache {
 
     /// Invalidates every list of `user`: called after a change of theirs commits.
     pub fn forget(&self, user: UserId) {
-        for kind in KINDS {
+        for kind in ListKind::ALL {
             self.fresh.forget(&(user, kind));
         }
     }
@@ -199,7 +192,7 @@ mod tests {
     fn list_events_forget_the_lists_of_the_user_they_reach() {
         let cache = cache();
         let fill = |user| {
-            for kind in KINDS {
+            for kind in ListKind::ALL {
                 cache.install(cache.ticket(user, kind).unwrap(), &people(2));
             }
         };
@@ -213,7 +206,7 @@ mod tests {
             fill(1);
             fill(2);
             cache.observe(&[event(1, kind)]);
-            for list in KINDS {
+            for list in ListKind::ALL {
                 assert_eq!(cache.first_page(1, list, 50).is_none(), forgets, "{kind}");
                 assert!(cache.first_page(2, list, 50).is_some(), "{kind}: user 2");
             }

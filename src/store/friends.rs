@@ -338,13 +338,7 @@ pub struct CreatedRequest {
 /// friend list cache), which of their lists `other` is in now: `friends`, `received`,
 /// `sent`, `blocked`, or none (`null`).
 fn friend_list_event(me: &User, other: &User, code: &str) -> NewEvent {
-    let list = match code {
-        "F" => Some("friends"),
-        "I" => Some("received"),
-        "O" => Some("sent"),
-        "B" => Some("blocked"),
-        _ => None,
-    };
+    let list = ListKind::from_code(code).map(ListKind::name);
     NewEvent::new(
         me.user_id,
         "friend_list",
@@ -598,6 +592,46 @@ pub enum ListKind {
     Blocked,
 }
 
+impl ListKind {
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Friends,
+        ListKind::RequestsReceived,
+        ListKind::RequestsSent,
+        ListKind::Blocked,
+    ];
+
+    /// Its `friend_list.list` code.
+    fn code(self) -> &'static str {
+        match self {
+            ListKind::Friends => "F",
+            ListKind::RequestsReceived => "I",
+            ListKind::RequestsSent => "O",
+            ListKind::Blocked => "B",
+        }
+    }
+
+    /// The list a `friend_list.list` code puts a user in; none for the codes no list
+    /// shows (declined, blocked by the other).
+    fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.code() == code)
+    }
+
+    /// Its name in pages, counts and events: `friends`, `received`, `sent`, `blocked`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListKind::Friends => "friends",
+            ListKind::RequestsReceived => "received",
+            ListKind::RequestsSent => "sent",
+            ListKind::Blocked => "blocked",
+        }
+    }
+
+    /// The list named `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
 /// One page of a list, ordered by username, keyed on it: one index range per page
 /// (`friend_list_page`), as fast with 10,000 friends as with 10. A first page comes from
 /// `cache` when it is sure of it, and fills it when not.
@@ -640,12 +674,7 @@ async fn list_rows(
     cursor: Option<&Cursor>,
     count: usize,
 ) -> Result<Vec<UserSummary>, sqlx::Error> {
-    let code = match kind {
-        ListKind::Friends => "F",
-        ListKind::RequestsReceived => "I",
-        ListKind::RequestsSent => "O",
-        ListKind::Blocked => "B",
-    };
+    let code = kind.code();
     let mut rows: Vec<UserSummary> = db_run!(db, |pool| {
         let mut q = QueryBuilder::new(
             "SELECT other_id AS user_id, other_username AS username FROM friend_list WHERE owner_id = ",
@@ -683,16 +712,12 @@ pub async fn counts(db: &Db, me: UserId) -> Result<HashMap<&'static str, i64>, s
             .fetch_all(pool)
             .await
     })?;
-    let mut counts = HashMap::from([("friends", 0), ("received", 0), ("sent", 0), ("blocked", 0)]);
+    let mut counts: HashMap<&'static str, i64> =
+        ListKind::ALL.iter().map(|kind| (kind.name(), 0)).collect();
     for (code, n) in rows {
-        let key = match code.as_str() {
-            "F" => "friends",
-            "I" => "received",
-            "O" => "sent",
-            "B" => "blocked",
-            _ => continue,
-        };
-        counts.insert(key, n);
+        if let Some(kind) = ListKind::from_code(&code) {
+            counts.insert(kind.name(), n);
+        }
     }
     Ok(counts)
 }

@@ -67,25 +67,14 @@ struct Sections {
 
 const LIST_LIMIT: u32 = 100;
 
-/// Which list a "Show more" continues.
-fn list_kind(name: &str) -> Option<(&'static str, ListKind)> {
-    match name {
-        "friends" => Some(("friends", ListKind::Friends)),
-        "received" => Some(("received", ListKind::RequestsReceived)),
-        "sent" => Some(("sent", ListKind::RequestsSent)),
-        "blocked" => Some(("blocked", ListKind::Blocked)),
-        _ => None,
-    }
-}
-
 async fn load_section(
     state: &AppState,
     me: i32,
-    name: &str,
+    list: ListKind,
     after: Option<&str>,
     total: i64,
 ) -> AppResult<Section> {
-    let (kind, list) = list_kind(name).expect("a known list");
+    let kind = list.name();
     let cursor = after
         .filter(|a| !a.is_empty())
         .map(|a| Cursor::Next(a.to_string()));
@@ -137,35 +126,21 @@ struct SectionsQuery {
     blocked_after: Option<String>,
 }
 
-async fn load_sections(state: &AppState, me: i32, q: &SectionsQuery) -> AppResult<Sections> {
+async fn load_sections<'a>(
+    state: &'a AppState,
+    me: i32,
+    q: &'a SectionsQuery,
+) -> AppResult<Sections> {
     let counts = friend_store::counts(&state.db, me).await?;
-    let total = |k: &str| counts.get(k).copied().unwrap_or(0);
+    let section = |list: ListKind, after: Option<&'a str>| {
+        let total = counts.get(list.name()).copied().unwrap_or(0);
+        load_section(state, me, list, after, total)
+    };
     Ok(Sections {
-        friends: load_section(
-            state,
-            me,
-            "friends",
-            q.friends_after.as_deref(),
-            total("friends"),
-        )
-        .await?,
-        received: load_section(
-            state,
-            me,
-            "received",
-            q.received_after.as_deref(),
-            total("received"),
-        )
-        .await?,
-        sent: load_section(state, me, "sent", q.sent_after.as_deref(), total("sent")).await?,
-        blocked: load_section(
-            state,
-            me,
-            "blocked",
-            q.blocked_after.as_deref(),
-            total("blocked"),
-        )
-        .await?,
+        friends: section(ListKind::Friends, q.friends_after.as_deref()).await?,
+        received: section(ListKind::RequestsReceived, q.received_after.as_deref()).await?,
+        sent: section(ListKind::RequestsSent, q.sent_after.as_deref()).await?,
+        blocked: section(ListKind::Blocked, q.blocked_after.as_deref()).await?,
     })
 }
 
@@ -224,14 +199,15 @@ async fn more(
     ctx: Ctx,
     Query(q): Query<MoreQuery>,
 ) -> AppResult<Response> {
-    let Some((name, _)) = list_kind(&q.list) else {
+    let Some(list) = ListKind::named(&q.list) else {
         return Err(AppError::not_found("This page does not exist."));
     };
+    let name = list.name();
     if !ctx.htmx {
         let after: String = url::form_urlencoded::byte_serialize(q.after.as_bytes()).collect();
         return Ok(Redirect::to(&format!("/friends?{name}_after={after}")).into_response());
     }
-    let section = load_section(&state, ctx.user.user_id, name, Some(&q.after), 0).await?;
+    let section = load_section(&state, ctx.user.user_id, list, Some(&q.after), 0).await?;
     Ok(render(&MoreRows {
         layout: ctx.layout,
         section,

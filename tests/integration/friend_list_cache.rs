@@ -155,18 +155,24 @@ both_backends! {
     }
 
     /// The one who acted hears `friend_list` on their other streams (another tab, another
-    /// device, another process): which of their lists the other user is in now. Nobody
-    /// else hears it.
+    /// device, another process): which of their lists the other user is in now, and a
+    /// page's friends section refreshes. Nobody else hears it.
     async fn the_one_who_acts_hears_where_the_other_now_is(a) {
         let b = spawn_app_on(a.database.clone(), &[]).await;
         let alice = a.user("alice").await;
         let bob = a.user("bob").await;
         let mut alices = b.events(&alice, None).await;
         let mut bobs = b.events(&bob, None).await;
-        b.wait_for_streams(2).await;
+        // Alice's friends page, open in a tab on `b`: its stream tells it to refresh.
+        let tab = b.browser();
+        assert_eq!(tab.sign_in(&alice.email, PASSWORD).await.status(), StatusCode::SEE_OTHER);
+        let mut alices_tab = EventStream::new(tab.client.get(b.url("/events")).send().await.unwrap());
+        b.wait_for_streams(3).await;
         let wait = Duration::from_secs(10);
         act(&a, &alice, "POST", "/api/friends/requests?username=bob").await;
         assert_eq!(list_of(&mut alices, &bob).await, json!("sent"));
+        let refresh = alices_tab.next_of(&["friends"], Duration::from_secs(10)).await;
+        assert!(refresh.is_some(), "the tab's friends section refreshes");
         act(&a, &alice, "POST", "/api/friends/requests/block?user_to_block_username=bob").await;
         assert_eq!(list_of(&mut alices, &bob).await, json!("blocked"));
         act(&a, &alice, "POST", "/api/friends/requests/unblock?username=bob").await;
